@@ -246,9 +246,11 @@ function describe(e: { keyword: string; message: string; params: Record<string, 
   return e.message;
 }
 
-/** Stable id for a datastore version, the same in every region so copies agree on it. */
-export function datastoreVersionId(type: string, name: string): string {
-  const h = createHash('sha1').update(`tern-datastore:${type}:${name}`).digest('hex');
+/** A UUID-shaped id derived from names, the same in every region so copies agree on datastore ids. */
+export function stableId(...parts: string[]): string {
+  const h = createHash('sha1')
+    .update(`tern:${parts.join(':')}`)
+    .digest('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
@@ -267,7 +269,7 @@ function finish(raw: RawConfig, baseDir: string): TernConfig {
   }
   const datastores: DatastoreConfig[] = raw.datastores.map((d) => ({
     type: d.type,
-    versions: d.versions.map((v) => ({ name: v.name, id: v.id ?? datastoreVersionId(d.type, v.name) })),
+    versions: d.versions.map((v) => ({ name: v.name, id: v.id ?? stableId('datastore-version', d.type, v.name) })),
   }));
   let tokens = raw.auth.tokens;
   let generatedDevToken: string | undefined;

@@ -1,0 +1,93 @@
+import type { Logger } from 'pino';
+import { StaticTokenAuthenticator } from './auth.ts';
+import { BackupService, COPY_JOB, DELETE_JOB } from './backups/service.ts';
+import { copyBackupTask } from './backups/tasks/copy.ts';
+import { deleteBackupTask } from './backups/tasks/delete.ts';
+import type { StorageConfig, TernConfig } from './config.ts';
+import { connectDb, type Db } from './db/connect.ts';
+import { seedDatastores } from './db/repos/datastores.ts';
+import { createMetrics, type Metrics } from './http/metrics.ts';
+import { JobRunner } from './jobs/runner.ts';
+import { createLogger } from './logger.ts';
+import { Catalog } from './regions/catalog.ts';
+import type { StorageDriver } from './storage/driver.ts';
+import { FsDriver } from './storage/drivers/fs.ts';
+import { SwiftDriver } from './storage/drivers/swift.ts';
+
+// The composition root: the only place that builds drivers, services and the job runner.
+
+export interface Container {
+  config: TernConfig;
+  logger: Logger;
+  db: Db;
+  storage: StorageDriver;
+  catalog: Catalog;
+  backups: BackupService;
+  runner: JobRunner;
+  metrics: Metrics;
+  authenticator: StaticTokenAuthenticator;
+  close(): Promise<void>;
+}
+
+export function buildDriver(config: StorageConfig): StorageDriver {
+  switch (config.driver) {
+    case 'fs':
+      return new FsDriver({ root: config.root, container: config.container });
+    case 'swift':
+      return new SwiftDriver(config);
+    case 's3':
+      throw new Error('the s3 storage driver is not available in this build yet');
+  }
+}
+
+export async function buildContainer(config: TernConfig, options: { logger?: Logger } = {}): Promise<Container> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const db = await connectDb(config.database.url);
+  await seedDatastores(db.kysely, config.datastores);
+  const storage = buildDriver(config.storage);
+  const sources = config.catalog.map((entry) => ({
+    region: entry.region,
+    apiUrl: entry.apiUrl,
+    driver: buildDriver(entry.storage),
+  }));
+  const catalog = new Catalog([{ region: config.region, apiUrl: config.publicUrl, driver: storage }, ...sources]);
+  const metrics = createMetrics();
+  const w = config.worker;
+  const runner = new JobRunner({
+    db,
+    handlers: {
+      [COPY_JOB]: copyBackupTask({ db, catalog, target: storage, parallelism: config.copy.parallelism, logger }),
+      [DELETE_JOB]: deleteBackupTask({ db, storage }),
+    },
+    concurrency: w.concurrency,
+    leaseMs: w.leaseSeconds * 1000,
+    heartbeatMs: w.heartbeatSeconds * 1000,
+    pollMs: w.pollMs,
+    maxAttempts: w.maxAttempts,
+    backoffBaseMs: w.backoffBaseMs,
+    backoffMaxMs: w.backoffMaxMs,
+    logger,
+  });
+  const backups = new BackupService({
+    db,
+    catalog,
+    limits: config.limits,
+    maxAttempts: w.maxAttempts,
+    wakeWorker: () => runner.wake(),
+  });
+  return {
+    config,
+    logger,
+    db,
+    storage,
+    catalog,
+    backups,
+    runner,
+    metrics,
+    authenticator: new StaticTokenAuthenticator(config.auth.tokens),
+    async close() {
+      await db.close();
+      await Promise.all([storage, ...sources.map((s) => s.driver)].map((d) => d.close()));
+    },
+  };
+}

@@ -1,0 +1,88 @@
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { AuthContext, Authenticator } from '../auth.ts';
+import type { BackupService } from '../backups/service.ts';
+import type { Db } from '../db/connect.ts';
+import { Forbidden, Unauthorized } from '../errors.ts';
+import { errorHandler, sendFault } from './faults.ts';
+import type { Metrics } from './metrics.ts';
+import { createBackupRoute } from './routes/backups/create.ts';
+import { deleteBackupRoute } from './routes/backups/delete.ts';
+import { listBackupsRoute } from './routes/backups/list.ts';
+import { showBackupRoute } from './routes/backups/show.ts';
+import { listDatastoresRoute } from './routes/datastores/list.ts';
+import { showDatastoreRoute } from './routes/datastores/show.ts';
+import { showDatastoreVersionRoute } from './routes/datastores/versions.ts';
+import { listInstanceBackupsRoute } from './routes/instances/backups.ts';
+import { healthRoute } from './routes/system/health.ts';
+import { metricsRoute } from './routes/system/metrics.ts';
+import { openapiRoute } from './routes/system/openapi.ts';
+
+export interface HttpDeps {
+  db: Db;
+  backups: BackupService;
+  authenticator: Authenticator;
+  metrics: Metrics;
+  publicUrl: string;
+  maxBodyBytes: number;
+  logger: FastifyBaseLogger;
+}
+
+export type App = FastifyInstance<any, any, any, FastifyBaseLogger, TypeBoxTypeProvider>;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    auth: AuthContext;
+  }
+}
+
+export async function buildApp(deps: HttpDeps): Promise<App> {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    bodyLimit: deps.maxBodyBytes,
+    // Trove ids and names may be long; refuse absurd URLs and headers before routing.
+    maxParamLength: 256,
+    disableRequestLogging: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>() as App;
+
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) =>
+    sendFault(reply, 'itemNotFound', 404, `no such resource: ${request.method} ${request.url.split('?')[0]}`),
+  );
+  app.decorateRequest('auth', null as unknown as AuthContext);
+  await app.register(swagger, {
+    openapi: { info: { title: 'Tern (Trove-compatible backups API)', version: '1.0' } },
+  });
+
+  // Every /v1.0/ route needs a token; a path project other than the token's needs admin.
+  app.addHook('onRequest', async (request) => {
+    deps.metrics.requests.inc({ method: request.method });
+    if (!request.url.startsWith('/v1.0/')) return;
+    const token = request.headers['x-auth-token'];
+    if (typeof token !== 'string' || token === '') throw new Unauthorized('missing X-Auth-Token header');
+    const ctx = await deps.authenticator.authenticate(token);
+    if (!ctx) throw new Unauthorized('the X-Auth-Token is not valid');
+    const project = request.url.split('/')[2]?.split('?')[0];
+    if (project !== ctx.projectId && !ctx.isAdmin) throw new Forbidden(`this token may not act on project ${project}`);
+    request.auth = ctx;
+  });
+
+  for (const route of [
+    createBackupRoute,
+    listBackupsRoute,
+    showBackupRoute,
+    deleteBackupRoute,
+    listInstanceBackupsRoute,
+    listDatastoresRoute,
+    showDatastoreRoute,
+    showDatastoreVersionRoute,
+    healthRoute,
+    metricsRoute,
+    openapiRoute,
+  ]) {
+    route(app, deps);
+  }
+  return app;
+}
