@@ -113,7 +113,7 @@ async function main(): Promise<void> {
   const got = hash.digest('hex');
   console.log(`source md5 ${expected}\ncopy   md5 ${got}\nchecksum  ${backup.checksum}`);
   if (got !== expected || backup.checksum !== expected) throw new Error('copy does not match the source');
-  console.log('\nOK: region2 holds a verified copy of region1\'s backup');
+  console.log("\nOK: region2 holds a verified copy of region1's backup");
 }
 
 try {

@@ -124,12 +124,48 @@ for (const dbKind of ['sqlite', 'postgres'] as const) {
         ['blank name', { body: { backup: { name: '   ', location: 'file:///x' } } }, 400, 'badRequest', /name/],
         ['over-long name', { body: { backup: { name: 'n'.repeat(256), location: 'file:///x' } } }, 400, 'badRequest', /name/],
         ['neither instance nor location', { body: { backup: { name: 'b' } } }, 400, 'badRequest', /exactly one/],
-        ['both instance and location', { body: { backup: { name: 'b', instance: crypto.randomUUID(), location: 'file:///x' } } }, 400, 'badRequest', /exactly one/],
-        ['location outside the catalog', { body: { backup: { name: 'b', location: 'http://127.0.0.1:9/v1/AUTH_p1/database_backups/x.xbstream.gz' } } }, 400, 'badRequest', /trust|catalog/],
-        ['file location outside the catalog', { body: { backup: { name: 'b', location: 'file:///etc/passwd' } } }, 400, 'badRequest', /trust|catalog/],
-        ['instance form (not yet available)', { body: { backup: { name: 'b', instance: crypto.randomUUID() } } }, 501, 'notImplemented', /instance/],
-        ['body over 1 MiB', { body: { backup: { name: 'b', description: 'd'.repeat(1_100_000) } } }, 413, 'overLimit', /too large/],
-        ['wrong content type', { raw: 'name=b', headers: { 'content-type': 'application/x-www-form-urlencoded' } }, 400, 'badRequest', /application\/json/],
+        [
+          'both instance and location',
+          { body: { backup: { name: 'b', instance: crypto.randomUUID(), location: 'file:///x' } } },
+          400,
+          'badRequest',
+          /exactly one/,
+        ],
+        [
+          'location outside the catalog',
+          { body: { backup: { name: 'b', location: 'http://127.0.0.1:9/v1/AUTH_p1/database_backups/x.xbstream.gz' } } },
+          400,
+          'badRequest',
+          /trust|catalog/,
+        ],
+        [
+          'file location outside the catalog',
+          { body: { backup: { name: 'b', location: 'file:///etc/passwd' } } },
+          400,
+          'badRequest',
+          /trust|catalog/,
+        ],
+        [
+          'instance form (not yet available)',
+          { body: { backup: { name: 'b', instance: crypto.randomUUID() } } },
+          501,
+          'notImplemented',
+          /instance/,
+        ],
+        [
+          'body over 1 MiB',
+          { body: { backup: { name: 'b', description: 'd'.repeat(1_100_000) } } },
+          413,
+          'overLimit',
+          /too large/,
+        ],
+        [
+          'wrong content type',
+          { raw: 'name=b', headers: { 'content-type': 'application/x-www-form-urlencoded' } },
+          400,
+          'badRequest',
+          /application\/json/,
+        ],
       ];
       for (const [name, request, status, fault, message] of cases) {
         it(`${name} -> ${status} ${fault}`, async () => {
@@ -144,7 +180,9 @@ for (const dbKind of ['sqlite', 'postgres'] as const) {
 
       it('a location to a missing object -> 404, no row', async () => {
         const before = await backupCount();
-        const res = await region.call('POST', '/v1.0/p1/backups', { body: { backup: { name: 'b', location: source.locationOf('nope.xbstream.gz') } } });
+        const res = await region.call('POST', '/v1.0/p1/backups', {
+          body: { backup: { name: 'b', location: source.locationOf('nope.xbstream.gz') } },
+        });
         assert.equal(res.status, 404);
         assert.match(res.body.itemNotFound.message, /no backup object/);
         assert.equal(await backupCount(), before);
@@ -152,7 +190,12 @@ for (const dbKind of ['sqlite', 'postgres'] as const) {
       it('restore_from with an unknown datastore version -> 400', async () => {
         const location = await seedSource(randomBytes(100));
         const res = await region.call('POST', '/v1.0/p1/backups', {
-          body: { backup: { name: 'b', restore_from: { remote_location: location, local_datastore_version_id: crypto.randomUUID(), size: 1 } } },
+          body: {
+            backup: {
+              name: 'b',
+              restore_from: { remote_location: location, local_datastore_version_id: crypto.randomUUID(), size: 1 },
+            },
+          },
         });
         assert.equal(res.status, 400);
         assert.match(res.body.badRequest.message, /datastore version/);
@@ -203,7 +246,12 @@ for (const dbKind of ['sqlite', 'postgres'] as const) {
         const location = await seedSource(bytes, {});
         const versions = await region.call('GET', '/v1.0/p1/datastores/mariadb/versions');
         const res = await region.call('POST', '/v1.0/p1/backups', {
-          body: { backup: { name: 'rf', restore_from: { remote_location: location, local_datastore_version_id: versions.body.versions[0].id, size: 0.1 } } },
+          body: {
+            backup: {
+              name: 'rf',
+              restore_from: { remote_location: location, local_datastore_version_id: versions.body.versions[0].id, size: 0.1 },
+            },
+          },
         });
         assert.equal(res.status, 202, res.text);
         const done = await waitForStatus(res.body.backup.id, ['COMPLETED', 'FAILED']);
@@ -225,7 +273,9 @@ for (const dbKind of ['sqlite', 'postgres'] as const) {
         const failed = await waitForStatus(res.body.backup.id, ['COMPLETED', 'FAILED']);
         assert.equal(failed.status, 'FAILED');
         assert.match(failed.fail_reason, /checksum|md5|mismatch/i);
-        const leftovers = readdirSync(join(region.dir, 'objects', 'database_backups')).filter((f) => f.includes(res.body.backup.id));
+        const leftovers = readdirSync(join(region.dir, 'objects', 'database_backups')).filter((f) =>
+          f.includes(res.body.backup.id),
+        );
         assert.deepEqual(leftovers, []);
       });
     });
@@ -236,7 +286,10 @@ for (const dbKind of ['sqlite', 'postgres'] as const) {
         ids = [];
         for (let i = 0; i < 3; i++) {
           const location = await seedSource(randomBytes(1000));
-          const res = await region.call('POST', '/v1.0/p2/backups', { body: { backup: { name: `page-${i}`, location } }, token: region.tokens.other });
+          const res = await region.call('POST', '/v1.0/p2/backups', {
+            body: { backup: { name: `page-${i}`, location } },
+            token: region.tokens.other,
+          });
           ids.push(res.body.backup.id);
         }
         for (const id of ids) await waitForStatus(id, ['COMPLETED'], 'p2');
@@ -245,11 +298,19 @@ for (const dbKind of ['sqlite', 'postgres'] as const) {
       it('pages with limit and marker and a next link', async () => {
         const first = await region.call('GET', '/v1.0/p2/backups?limit=2', { token: region.tokens.other });
         assert.equal(first.status, 200);
-        assert.deepEqual(first.body.backups.map((b: any) => b.id), ids.slice(0, 2));
+        assert.deepEqual(
+          first.body.backups.map((b: any) => b.id),
+          ids.slice(0, 2),
+        );
         const next = first.body.links.find((l: any) => l.rel === 'next');
         assert.ok(next.href.includes(`marker=${ids[1]}`));
-        const second = await region.call('GET', new URL(next.href).pathname + new URL(next.href).search, { token: region.tokens.other });
-        assert.deepEqual(second.body.backups.map((b: any) => b.id), [ids[2]]);
+        const second = await region.call('GET', new URL(next.href).pathname + new URL(next.href).search, {
+          token: region.tokens.other,
+        });
+        assert.deepEqual(
+          second.body.backups.map((b: any) => b.id),
+          [ids[2]],
+        );
         assert.deepEqual(second.body.links, []);
       });
       it('filters by datastore', async () => {
@@ -261,7 +322,9 @@ for (const dbKind of ['sqlite', 'postgres'] as const) {
         assert.equal(unknown.status, 400);
       });
       it('filters by instance_id', async () => {
-        const res = await region.call('GET', `/v1.0/p2/backups?instance_id=${crypto.randomUUID()}`, { token: region.tokens.other });
+        const res = await region.call('GET', `/v1.0/p2/backups?instance_id=${crypto.randomUUID()}`, {
+          token: region.tokens.other,
+        });
         assert.deepEqual(res.body.backups, []);
       });
       it('refuses a bad limit or marker with 400', async () => {
@@ -323,7 +386,9 @@ describe('deleting a running backup', () => {
   it('answers 422 unprocessableEntity and keeps the backup', async () => {
     const source = new FsDriver({ root: sourceRoot, container: 'database_backups' });
     await source.put('a.xbstream.gz', Readable.from([randomBytes(10)]), { metadata: MARIADB });
-    const created = await region.call('POST', '/v1.0/p1/backups', { body: { backup: { name: 'r', location: source.locationOf('a.xbstream.gz') } } });
+    const created = await region.call('POST', '/v1.0/p1/backups', {
+      body: { backup: { name: 'r', location: source.locationOf('a.xbstream.gz') } },
+    });
     assert.equal(created.status, 202);
     const res = await region.call('DELETE', `/v1.0/p1/backups/${created.body.backup.id}`);
     assert.equal(res.status, 422);

@@ -15,7 +15,11 @@ export interface TestRegion {
   tern: RunningTern;
   tokens: { admin: string; member: string; other: string };
   /** fetch against this region with a token (default: member of project "p1"). */
-  call(method: string, path: string, options?: { body?: unknown; token?: string | null; raw?: string; headers?: Record<string, string> }): Promise<{ status: number; body: any; text: string }>;
+  call(
+    method: string,
+    path: string,
+    options?: { body?: unknown; token?: string | null; raw?: string; headers?: Record<string, string> },
+  ): Promise<{ status: number; body: any; text: string }>;
   stop(): Promise<void>;
 }
 
@@ -48,7 +52,11 @@ export async function startTestRegion(options: TestRegionOptions = {}): Promise<
           { token: tokens.other, project: 'p2', roles: ['member'] },
         ],
       },
-      catalog: (options.catalog ?? []).map((c) => ({ region: c.region, apiUrl: c.apiUrl, storage: { driver: 'fs', root: c.root } })),
+      catalog: (options.catalog ?? []).map((c) => ({
+        region: c.region,
+        apiUrl: c.apiUrl,
+        storage: { driver: 'fs', root: c.root },
+      })),
       worker: { pollMs: 50, backoffBaseMs: 50, backoffMaxMs: 200, leaseSeconds: 5, heartbeatSeconds: 1, ...options.worker },
       logLevel: 'silent',
       ...options.extra,
