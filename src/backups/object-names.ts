@@ -4,6 +4,9 @@ import { BadRequest } from '../errors.ts';
 // "<id>.xbstream.gz[.enc]" for MariaDB/MySQL, "<id>.tar.gz[.enc]" for PostgreSQL, and large
 // objects as segments "<id>_%08d" joined by a manifest under the plain name.
 
+/** Object metadata naming the project that owns a backup's bytes (Tern writes it on every object). */
+export const PROJECT_META = 'project-id';
+
 export type BackupDatastore = 'mariadb' | 'mysql' | 'postgresql';
 
 const SUFFIX: Record<BackupDatastore, string> = {
