@@ -1,0 +1,490 @@
+import { randomBytes } from 'node:crypto';
+import { constants, type Dirent, type Stats } from 'node:fs';
+import { type FileHandle, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { addAbortSignal, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { pathToFileURL } from 'node:url';
+import {
+  BadRequest,
+  ConfigError,
+  IntegrityError,
+  InvalidKey,
+  ObjectNotFound,
+  StorageAuthFailed,
+  StorageFull,
+  StorageUnavailable,
+  TernError,
+} from '../../errors.ts';
+import { createDigestStream } from '../../streams/hash.ts';
+import { manifestEtag } from '../../streams/swift-etag.ts';
+import { verifyDigest } from '../../streams/verify.ts';
+import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
+import { assertSafeKey } from '../keys.ts';
+
+// Objects are files at <root>/<container>/<key>. Each has a sidecar at <root>/.meta/<container>/<key>
+// (JSON: metadata, etag, size, segmented), a tree that mirrors the objects one to one, so no key
+// can collide with a sidecar. A segmented object's file holds its JSON segment list.
+//
+// Writes go to ".tmp-<random>" beside the target, are fsynced and checked, the sidecar is written,
+// then the file is renamed into place: readers see the old object or the new one, never a part.
+// The sidecar records the inode, size and mtime of the file it describes; a sidecar that does not
+// match (a crash between the two renames, a file dropped in by hand) is ignored and the object is
+// read as plain bytes without metadata.
+
+export interface FsDriverConfig {
+  root: string;
+  container: string;
+}
+
+interface Sidecar {
+  ino: number;
+  fileSize: number;
+  mtimeMs: number;
+  size: number;
+  etag: string;
+  metadata: ObjectMetadata;
+  segmented: boolean;
+}
+
+const META_DIR = '.meta';
+const TEMP_PREFIX = '.tmp-';
+const MAX_SEGMENT_SIZE = 5 * 1024 ** 3;
+const MAX_MANIFEST_SEGMENTS = 10_000;
+const MD5_HEX = /^[0-9a-f]{32}$/;
+
+export class FsDriver implements StorageDriver {
+  readonly kind = 'fs';
+  readonly endpoint: string;
+  private readonly dir: string;
+  private readonly metaDir: string;
+
+  constructor(config: FsDriverConfig) {
+    const { container } = config;
+    if (!/^[A-Za-z0-9_.-]+$/.test(container) || container === '.' || container === '..' || container === META_DIR) {
+      throw new ConfigError(`fs storage: container ${JSON.stringify(container)} is not a plain folder name`);
+    }
+    const root = resolve(config.root);
+    this.dir = join(root, container);
+    this.metaDir = join(root, META_DIR, container);
+    this.endpoint = `${pathToFileURL(this.dir).href}/`;
+  }
+
+  locationOf(key: string): string {
+    this.check(key);
+    return this.endpoint + key.split('/').map(encodeSegment).join('/');
+  }
+
+  keyOf(location: string): string | null {
+    // Compared as text before any URL parsing: a parser would resolve "%2e%2e" and ".." for us.
+    if (!location.startsWith(this.endpoint)) return null;
+    const rest = location.slice(this.endpoint.length);
+    if (rest.includes('?') || rest.includes('#')) return null;
+    try {
+      const segments = rest.split('/').map((s) => decodeURIComponent(s));
+      if (segments.some((s) => s.includes('/'))) return null;
+      const key = segments.join('/');
+      this.check(key);
+      return key;
+    } catch {
+      return null;
+    }
+  }
+
+  async head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null> {
+    this.check(key);
+    signal?.throwIfAborted();
+    const file = await this.open(key, `head ${this.locationOf(key)}`);
+    if (!file) return null;
+    try {
+      return await this.describe(key, file.handle, file.stat, signal);
+    } finally {
+      await file.handle.close();
+    }
+  }
+
+  async get(key: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<Readable> {
+    this.check(key);
+    const { range, signal } = options;
+    const what = `get ${this.locationOf(key)}`;
+    signal?.throwIfAborted();
+    const file = await this.open(key, what);
+    if (!file) throw new ObjectNotFound(`${what}: not found`);
+    const { handle, stat } = file;
+    try {
+      const sidecar = await this.sidecar(key, stat);
+      const span = byteSpan(range, sidecar?.size ?? stat.size, what);
+      if (sidecar?.segmented) {
+        const segments = await readManifest(handle, what);
+        await handle.close();
+        const body = Readable.from(this.segmentBytes(what, segments, span, signal), { objectMode: false });
+        return signal ? addAbortSignal(signal, body) : body;
+      }
+      // An empty span of an empty object: fs streams cannot express "no bytes", so hand out none.
+      const body = span ? handle.createReadStream(span) : Readable.from([], { objectMode: false });
+      if (!span) await handle.close();
+      return signal ? addAbortSignal(signal, body) : body;
+    } catch (err) {
+      await handle.close().catch(() => {});
+      throw fsError(err, what, signal);
+    }
+  }
+
+  async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
+    this.check(key);
+    const { signal } = options;
+    const what = `put ${this.locationOf(key)}`;
+    const path = join(this.dir, key);
+    const tmp = tempBeside(path);
+    const digest = createDigestStream();
+    let handle: FileHandle | undefined;
+    try {
+      signal?.throwIfAborted();
+      await mkdir(dirname(path), { recursive: true });
+      handle = await open(tmp, 'wx');
+      await pipeline(body, digest, handle.createWriteStream({ autoClose: false }), { signal });
+      verifyDigest(what, digest, options);
+      await handle.sync();
+      await handle.close();
+      handle = undefined;
+      const result = { etag: digest.md5(), size: digest.bytes };
+      await this.publish(key, tmp, { ...result, metadata: normalize(options.metadata), segmented: false }, signal);
+      return result;
+    } catch (err) {
+      await handle?.close().catch(() => {});
+      await rm(tmp, { force: true });
+      throw fsError(err, what, signal);
+    }
+  }
+
+  async delete(key: string, signal?: AbortSignal): Promise<void> {
+    this.check(key);
+    const what = `delete ${this.locationOf(key)}`;
+    signal?.throwIfAborted();
+    const file = await this.open(key, what);
+    if (!file) return;
+    let segments: SegmentInfo[] = [];
+    try {
+      if ((await this.sidecar(key, file.stat))?.segmented) segments = await readManifest(file.handle, what);
+    } finally {
+      await file.handle.close();
+    }
+    try {
+      // Segments first: if we stop half way the manifest is still there and a retry finishes the job.
+      for (const segment of segments) {
+        this.check(segment.key);
+        signal?.throwIfAborted();
+        await this.remove(segment.key);
+      }
+      await this.remove(key);
+    } catch (err) {
+      throw fsError(err, what, signal);
+    }
+  }
+
+  async *list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo> {
+    if (prefix !== '') assertSafeKey(prefix);
+    yield* this.walk(this.dir, '', prefix, signal);
+  }
+
+  async segments(key: string, signal?: AbortSignal): Promise<SegmentInfo[] | null> {
+    this.check(key);
+    const what = `segments ${this.locationOf(key)}`;
+    signal?.throwIfAborted();
+    const file = await this.open(key, what);
+    if (!file) throw new ObjectNotFound(`${what}: not found`);
+    try {
+      const sidecar = await this.sidecar(key, file.stat);
+      return sidecar?.segmented ? await readManifest(file.handle, what) : null;
+    } finally {
+      await file.handle.close();
+    }
+  }
+
+  async putManifest(
+    key: string,
+    segments: SegmentInfo[],
+    options: { metadata?: ObjectMetadata; signal?: AbortSignal } = {},
+  ): Promise<PutResult> {
+    this.check(key);
+    const { signal } = options;
+    const what = `put manifest ${this.locationOf(key)}`;
+    if (segments.length > MAX_MANIFEST_SEGMENTS) {
+      throw new BadRequest(`${what}: ${segments.length} segments, at most ${MAX_MANIFEST_SEGMENTS}`);
+    }
+    const list = segments.map(({ key, size, etag }) => ({ key, size, etag }));
+    for (const s of list) {
+      this.check(s.key);
+      if (s.key === key) throw new BadRequest(`${what}: a manifest cannot list itself as a segment`);
+      if (!Number.isSafeInteger(s.size) || s.size < 0 || !MD5_HEX.test(s.etag)) {
+        throw new BadRequest(`${what}: segment ${s.key} has a bad size or etag`);
+      }
+    }
+    // Like a Swift SLO PUT: every segment must exist with the size and checksum the manifest claims.
+    for (const s of list) {
+      signal?.throwIfAborted();
+      const info = await this.head(s.key, signal);
+      if (!info || info.segmented) throw new ObjectNotFound(`${what}: segment ${s.key} is missing`);
+      if (info.size !== s.size || info.etag !== s.etag) {
+        throw new IntegrityError(
+          `${what}: segment ${s.key} should be ${s.size} bytes with md5 ${s.etag}, is ${info.size} bytes with md5 ${info.etag}`,
+        );
+      }
+    }
+    const result = { etag: manifestEtag(list.map((s) => s.etag)), size: list.reduce((n, s) => n + s.size, 0) };
+    const path = join(this.dir, key);
+    const tmp = tempBeside(path);
+    try {
+      await mkdir(dirname(path), { recursive: true });
+      await writeSynced(tmp, JSON.stringify({ segments: list }));
+      await this.publish(key, tmp, { ...result, metadata: normalize(options.metadata), segmented: true }, signal);
+      return result;
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw fsError(err, what, signal);
+    }
+  }
+
+  async limits(): Promise<{ maxSegmentSize: number; maxManifestSegments: number }> {
+    return { maxSegmentSize: MAX_SEGMENT_SIZE, maxManifestSegments: MAX_MANIFEST_SEGMENTS };
+  }
+
+  async close(): Promise<void> {}
+
+  /** assertSafeKey plus what only a file system minds: empty segments and our temp names. */
+  private check(key: string): void {
+    assertSafeKey(key);
+    for (const segment of key.split('/')) {
+      if (segment === '') throw new InvalidKey(`object key ${JSON.stringify(key)} has an empty path segment`);
+      if (segment.startsWith(TEMP_PREFIX)) throw new InvalidKey(`object key ${JSON.stringify(key)} uses a reserved name`);
+    }
+  }
+
+  private isKey(name: string): boolean {
+    try {
+      this.check(name);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The object's file, opened without following a final symlink; null when there is no such object. */
+  private async open(key: string, what: string): Promise<{ handle: FileHandle; stat: Stats } | null> {
+    let handle: FileHandle;
+    try {
+      handle = await open(join(this.dir, key), constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (err) {
+      if (isCode(err, 'ENOENT', 'ENOTDIR', 'ELOOP')) return null;
+      throw fsError(err, what);
+    }
+    const stat = await handle.stat().catch(async (err) => {
+      await handle.close();
+      throw fsError(err, what);
+    });
+    if (stat.isFile()) return { handle, stat };
+    await handle.close();
+    return null;
+  }
+
+  private async describe(key: string, handle: FileHandle, stat: Stats, signal?: AbortSignal): Promise<ObjectInfo> {
+    const sidecar = await this.sidecar(key, stat);
+    const lastModified = stat.mtime;
+    if (sidecar)
+      return {
+        key,
+        size: sidecar.size,
+        etag: sidecar.etag,
+        metadata: sidecar.metadata,
+        segmented: sidecar.segmented,
+        lastModified,
+      };
+    // No trustworthy sidecar: the bytes are all we know, so their MD5 is the etag.
+    const digest = createDigestStream();
+    await pipeline(handle.createReadStream({ autoClose: false, start: 0 }), digest, { signal });
+    return { key, size: digest.bytes, etag: digest.md5(), metadata: {}, segmented: false, lastModified };
+  }
+
+  /** The sidecar of key, if it describes exactly this file. */
+  private async sidecar(key: string, stat: Stats): Promise<Sidecar | null> {
+    let meta: Sidecar;
+    try {
+      const handle = await open(join(this.metaDir, key), constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        meta = JSON.parse(await handle.readFile('utf8'));
+      } finally {
+        await handle.close();
+      }
+    } catch {
+      return null;
+    }
+    const matches = meta.ino === stat.ino && meta.fileSize === stat.size && meta.mtimeMs === stat.mtimeMs;
+    return matches ? meta : null;
+  }
+
+  /** Writes the sidecar for the finished temp file, then renames the file into place. */
+  private async publish(
+    key: string,
+    tmp: string,
+    fields: Pick<Sidecar, 'size' | 'etag' | 'metadata' | 'segmented'>,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const handle = await open(tmp, 'r');
+    let stat: Stats;
+    try {
+      stat = await handle.stat();
+    } finally {
+      await handle.close();
+    }
+    const sidecar: Sidecar = { ino: stat.ino, fileSize: stat.size, mtimeMs: stat.mtimeMs, ...fields };
+    const metaPath = join(this.metaDir, key);
+    await mkdir(dirname(metaPath), { recursive: true });
+    const metaTmp = tempBeside(metaPath);
+    try {
+      await writeSynced(metaTmp, JSON.stringify(sidecar));
+      signal?.throwIfAborted();
+      await rename(metaTmp, metaPath);
+    } catch (err) {
+      await rm(metaTmp, { force: true });
+      throw err;
+    }
+    const path = join(this.dir, key);
+    await rename(tmp, path);
+    await syncDir(dirname(path));
+  }
+
+  private async remove(key: string): Promise<void> {
+    await rm(join(this.dir, key), { force: true });
+    await rm(join(this.metaDir, key), { force: true });
+  }
+
+  private async *segmentBytes(
+    what: string,
+    segments: SegmentInfo[],
+    span: { start: number; end: number } | null,
+    signal?: AbortSignal,
+  ): AsyncGenerator<Buffer> {
+    if (!span) return;
+    let offset = 0;
+    for (const segment of segments) {
+      const first = offset;
+      const last = offset + segment.size - 1;
+      offset += segment.size;
+      if (segment.size === 0 || last < span.start || first > span.end) continue;
+      signal?.throwIfAborted();
+      this.check(segment.key);
+      const file = await this.open(segment.key, what);
+      if (!file) throw new ObjectNotFound(`${what}: segment ${segment.key} is missing`);
+      if (file.stat.size !== segment.size) {
+        await file.handle.close();
+        throw new IntegrityError(`${what}: segment ${segment.key} should be ${segment.size} bytes, is ${file.stat.size}`);
+      }
+      const range = { start: Math.max(span.start, first) - first, end: Math.min(span.end, last) - first };
+      yield* file.handle.createReadStream(range);
+    }
+  }
+
+  /** Objects under dir in key order. A folder "a" sorts as "a/": "a-b" < "a/x" < "a0", as stores list. */
+  private async *walk(dir: string, base: string, prefix: string, signal?: AbortSignal): AsyncGenerator<ObjectInfo> {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (isCode(err, 'ENOENT', 'ENOTDIR')) return;
+      throw fsError(err, `list ${this.endpoint}${prefix}`, signal);
+    }
+    const items = entries
+      .filter((e) => (e.isFile() || e.isDirectory()) && !e.name.startsWith(TEMP_PREFIX))
+      .map((e) => ({ name: base + e.name + (e.isDirectory() ? '/' : ''), folder: e.isDirectory() }))
+      .sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+    for (const item of items) {
+      signal?.throwIfAborted();
+      if (item.folder) {
+        if (item.name.startsWith(prefix) || prefix.startsWith(item.name)) {
+          yield* this.walk(join(this.dir, item.name), item.name, prefix, signal);
+        }
+      } else if (item.name.startsWith(prefix) && this.isKey(item.name)) {
+        const info = await this.head(item.name, signal);
+        if (info) yield info;
+      }
+    }
+  }
+}
+
+/** Percent-encodes one path segment exactly as a file: URL would. */
+function encodeSegment(segment: string): string {
+  return pathToFileURL(`/${segment}`).href.slice('file:///'.length);
+}
+
+function tempBeside(path: string): string {
+  return join(dirname(path), TEMP_PREFIX + randomBytes(8).toString('hex'));
+}
+
+async function writeSynced(path: string, text: string): Promise<void> {
+  const handle = await open(path, 'wx');
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Makes a rename durable: the directory entry itself must reach the disk. */
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readManifest(handle: FileHandle, what: string): Promise<SegmentInfo[]> {
+  try {
+    const parsed = JSON.parse(await handle.readFile('utf8')) as { segments: SegmentInfo[] };
+    if (!Array.isArray(parsed.segments)) throw new Error('no segment list');
+    return parsed.segments.map(({ key, size, etag }) => ({ key, size, etag }));
+  } catch (err) {
+    throw new IntegrityError(`${what}: the manifest is unreadable`, { cause: err });
+  }
+}
+
+/** Inclusive bounds of the bytes to read, clamped to the object; null when there are none. */
+function byteSpan(range: ByteRange | undefined, size: number, what: string): { start: number; end: number } | null {
+  if (!range) return size === 0 ? null : { start: 0, end: size - 1 };
+  const { start, end } = range;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+    throw new BadRequest(`${what}: invalid range ${start}-${end}`);
+  }
+  if (start >= size) throw new BadRequest(`${what}: range ${start}-${end} is outside the object (${size} bytes)`);
+  return { start, end: Math.min(end, size - 1) };
+}
+
+function normalize(metadata: ObjectMetadata | undefined): ObjectMetadata {
+  return Object.fromEntries(Object.entries(metadata ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]));
+}
+
+function isCode(err: unknown, ...codes: string[]): boolean {
+  return codes.includes((err as NodeJS.ErrnoException)?.code ?? '');
+}
+
+/** Maps a file system error to Tern's vocabulary; an abort surfaces as the signal's reason. */
+function fsError(err: unknown, what: string, signal?: AbortSignal): unknown {
+  if (signal?.aborted) return signal.reason ?? err;
+  if (err instanceof TernError || !(err instanceof Error)) return err;
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  const because = `${what}: ${code}`;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new StorageFull(`${because}, no space left`, { cause: err });
+  if (code === 'ENOENT') return new ObjectNotFound(`${because}, not found`, { cause: err });
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new StorageAuthFailed(`${because}, not allowed`, { cause: err });
+  }
+  if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST' || code === 'ENAMETOOLONG') {
+    return new InvalidKey(`${because}, the key clashes with another object's path or is too long`, { cause: err });
+  }
+  if (code === 'EIO' || code === 'EMFILE' || code === 'ENFILE' || code === 'EAGAIN' || code === 'EBUSY') {
+    return new StorageUnavailable(`${because}`, { cause: err });
+  }
+  return err;
+}
