@@ -31,6 +31,12 @@ function barDisplay(out: Out, id: string): Display {
     cliProgress.Presets.shades_classic,
   );
   let started = false;
+  // Ctrl-C while the bar is drawn: give the terminal back its cursor and line wrapping first.
+  const interrupted = () => {
+    bar.stop();
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted);
   return {
     update(b) {
       const p = b.progress;
@@ -44,6 +50,7 @@ function barDisplay(out: Out, id: string): Display {
       }
     },
     stop() {
+      process.off('SIGINT', interrupted);
       if (started) bar.stop();
     },
   };
