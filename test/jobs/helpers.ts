@@ -50,11 +50,11 @@ export async function until<T>(check: () => Promise<T> | T, timeoutMs = 10_000, 
   }
 }
 
-/** Starts a fixture script under Node 24; collects its stdout and stderr. */
+/** Starts a fixture script under Node 24; collects its output. `exited` gives the exit code, or the signal name. */
 export function runFixture(
   script: string,
   args: string[],
-): { child: ChildProcess; out: () => string; exited: Promise<number | null> } {
+): { child: ChildProcess; out: () => string; exited: Promise<number | string | null> } {
   const child = spawn(NODE, [join(FIXTURES, script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -64,6 +64,11 @@ export function runFixture(
   child.stderr!.on('data', (d) => {
     err += d;
   });
-  const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+  const exited = new Promise<number | string | null>((ok) => child.on('exit', (code, signal) => ok(code ?? signal)));
   return { child, out: () => out + err, exited };
+}
+
+/** Kills a fixture we started (by its PID) if it is still running. */
+export function killFixture(child: ChildProcess): void {
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 }

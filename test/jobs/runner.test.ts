@@ -146,7 +146,14 @@ for (const tdb of TEST_DBS) {
       });
       const r = runner({ down: handler });
       const id = await enqueue(db.kysely, { kind: 'down', payload: null, maxAttempts: 3 });
-      await until(async () => (await r.runOnce(), (await status(id)).status === 'failed'), 5000, 'final failure');
+      await until(
+        async () => {
+          await r.runOnce();
+          return (await status(id)).status === 'failed';
+        },
+        5000,
+        'final failure',
+      );
       const job = await status(id);
       assert.equal(job.attempts, 3);
       assert.match(job.last_error!, /still down/);
