@@ -88,14 +88,12 @@ export class JobRunner {
   #pollAgain = false;
 
   constructor(options: JobRunnerOptions) {
+    // A heartbeat slower than the lease would let a healthy job be reclaimed under it.
+    if (!(options.heartbeatMs < options.leaseMs)) throw new RangeError('heartbeatMs must be shorter than leaseMs');
+    if (!(options.concurrency >= 1)) throw new RangeError('concurrency must be at least 1');
     this.#o = options;
     this.#log = options.logger ?? SILENT;
     this.owner = options.owner ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-  }
-
-  /** Number of jobs this runner is running now. */
-  get activeCount(): number {
-    return this.#active.size;
   }
 
   start(): void {
