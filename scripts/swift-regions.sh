@@ -55,10 +55,11 @@ ensure_swift_conf() {
     "${sudo[@]}" tee /etc/swift/swift.conf >/dev/null
 }
 
+# Writes the four server configs of region $1 into folder $2.
 write_configs() {
-  local r=$1 dir="$BASE/region$1" user
+  local r=$1 dir="$BASE/region$1" etc=$2 user
   user="$(id -un)"
-  mkdir -p "$dir/etc" "$dir/srv/d1" "$dir/run" "$dir/log"
+  mkdir -p "$etc"
   local common="bind_ip = 127.0.0.1
 devices = $dir/srv
 mount_check = false
@@ -67,7 +68,7 @@ user = $user
 log_name = region$r"
   local s
   for s in account container object; do
-    cat >"$dir/etc/$s-server.conf" <<EOF
+    cat >"$etc/$s-server.conf" <<EOF
 [DEFAULT]
 $common
 bind_port = $(server_port "$r" "$s")
@@ -84,7 +85,7 @@ use = egg:swift#$s
 use = egg:swift#healthcheck
 EOF
   done
-  cat >"$dir/etc/proxy-server.conf" <<EOF
+  cat >"$etc/proxy-server.conf" <<EOF
 [DEFAULT]
 $common
 bind_port = $(proxy_port "$r")
@@ -105,7 +106,6 @@ user_test_tester3 = testing3
 
 [filter:s3api]
 use = egg:swift#s3api
-location = region$r
 
 [filter:cache]
 use = egg:swift#memcache
@@ -180,8 +180,22 @@ auth_ok() {
     "http://127.0.0.1:$(proxy_port "$1")/auth/v1.0"
 }
 
+# True when the running configs are the ones this script writes now (a changed script restarts).
+configs_current() {
+  local r=$1 s tmp rc=0
+  [ -d "$BASE/region$r/etc" ] || return 1
+  tmp="$(mktemp -d "$BASE/.check.XXXXXX")"
+  write_configs "$r" "$tmp"
+  for s in "${SERVERS[@]}"; do
+    cmp -s "$tmp/$s-server.conf" "$BASE/region$r/etc/$s-server.conf" || rc=1
+  done
+  rm -rf "$tmp"
+  return $rc
+}
+
 region_healthy() {
   local r=$1 s
+  configs_current "$r" || return 1
   for s in memcached "${SERVERS[@]}"; do
     alive_pid "$BASE/region$r/run/$s.pid" "$(pid_match "$r" "$s")" >/dev/null || return 1
   done
@@ -219,7 +233,8 @@ start_region() {
       return 1
     fi
   done
-  write_configs "$r"
+  mkdir -p "$dir/etc" "$dir/srv/d1" "$dir/run" "$dir/log"
+  write_configs "$r" "$dir/etc"
   build_rings "$r"
   local user_args=()
   [ "$(id -u)" = 0 ] && user_args=(-u root)
