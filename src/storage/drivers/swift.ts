@@ -1,0 +1,485 @@
+import { pipeline, Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { Agent, request } from 'undici';
+import {
+  BadRequest,
+  ConfigError,
+  IntegrityError,
+  ObjectNotFound,
+  OverLimit,
+  StorageAuthFailed,
+  StorageUnavailable,
+} from '../../errors.ts';
+import { createDigestStream } from '../../streams/hash.ts';
+import { manifestEtag } from '../../streams/swift-etag.ts';
+import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
+import { assertSafeKey } from '../keys.ts';
+import { type Session, SwiftAuth, type SwiftAuthConfig } from './swift/auth.ts';
+import {
+  backoff,
+  drain,
+  header,
+  Meter,
+  netError,
+  oneLine,
+  type Response,
+  readJson,
+  readText,
+  statusError,
+  unquote,
+} from './swift/http.ts';
+import {
+  encodePath,
+  guardedBody,
+  keyOfLocation,
+  listingInfo,
+  metadataHeaders,
+  objectInfo,
+  type SwiftListing,
+} from './swift/objects.ts';
+
+// OpenStack Swift driver on undici. Objects live at <storageUrl>/<container>/<key>. A PUT is
+// streamed straight to the object: Swift only makes an object visible once every byte arrived and
+// (with an ETag header) matched, so there is no temporary name. Large objects are Static Large
+// Objects: segments are plain objects, the manifest is published with ?multipart-manifest=put.
+//
+// Requests whose body can be sent again (HEAD, GET, DELETE, listings, manifests) are retried on
+// 5xx and network errors, and once after re-authenticating on 401. A streamed PUT is never
+// replayed; it fails with StorageUnavailable so the caller can start that object again.
+
+export interface SwiftDriverConfig extends SwiftAuthConfig {
+  container?: string;
+  /** Bytes per segment callers should cut large objects into (used by the backup tasks). */
+  segmentSize?: number;
+  /** Tuning knobs; the defaults suit production. */
+  connectTimeoutMs?: number;
+  /** Longest wait for response headers, e.g. while Swift syncs a large object to disk. */
+  headersTimeoutMs?: number;
+  /** Longest silence while a body streams. */
+  bodyTimeoutMs?: number;
+  /** Tries of a replayable request on 5xx or network errors (1 = no retry). */
+  maxAttempts?: number;
+  retryBaseMs?: number;
+  connections?: number;
+}
+
+interface Call {
+  what: string;
+  method: 'GET' | 'HEAD' | 'PUT' | 'DELETE';
+  /** Path below the storage URL, already encoded, e.g. "/database_backups/a%20b". */
+  path: string;
+  headers?: Record<string, string>;
+  body?: string | Readable;
+  /** True when the request may be sent again (no body, or a body we hold in memory). */
+  replayable: boolean;
+  signal?: AbortSignal;
+}
+
+const MD5_HEX = /^[0-9a-f]{32}$/;
+const PAGE = 1000;
+const MAX_LISTING_BODY = 16 * 1024 * 1024;
+const MAX_MANIFEST_BODY = 16 * 1024 * 1024;
+const DEFAULT_LIMITS = { maxSegmentSize: 5 * 1024 ** 3, maxManifestSegments: 1000 };
+
+export class SwiftDriver implements StorageDriver {
+  readonly kind = 'swift';
+  readonly container: string;
+  readonly segmentSize: number;
+  private readonly auth: SwiftAuth;
+  private readonly agent: Agent;
+  private readonly maxAttempts: number;
+  private readonly retryBaseMs: number;
+  private readonly fixedEndpoint: string | null;
+  private containerReady: Promise<void> | null = null;
+  private cachedLimits: Promise<{ maxSegmentSize: number; maxManifestSegments: number }> | null = null;
+
+  constructor(config: SwiftDriverConfig) {
+    this.container = config.container ?? 'database_backups';
+    if (this.container === '' || this.container.includes('/') || this.container === '.' || this.container === '..') {
+      throw new ConfigError(`swift storage: container ${JSON.stringify(this.container)} is not a plain name`);
+    }
+    this.segmentSize = config.segmentSize ?? 64 * 1024 * 1024;
+    this.maxAttempts = Math.max(1, config.maxAttempts ?? 3);
+    this.retryBaseMs = config.retryBaseMs ?? 250;
+    this.agent = new Agent({
+      connections: config.connections ?? 32,
+      connectTimeout: config.connectTimeoutMs ?? 10_000,
+      headersTimeout: config.headersTimeoutMs ?? 300_000,
+      bodyTimeout: config.bodyTimeoutMs ?? 120_000,
+      keepAliveTimeout: 10_000,
+    });
+    this.auth = new SwiftAuth(config, this.agent, config.connectTimeoutMs ?? 30_000);
+    const predicted = this.auth.predictedStorageUrl();
+    this.fixedEndpoint = predicted ? this.endpointOf(predicted) : null;
+  }
+
+  /**
+   * "<storageUrl>/<container>/". Known from the configuration for TempAuth or a configured
+   * storageUrl; with Keystone and no storageUrl only after connect().
+   */
+  get endpoint(): string {
+    if (this.fixedEndpoint) return this.fixedEndpoint;
+    const known = this.auth.predictedStorageUrl();
+    if (!known) throw new ConfigError('swift storage: the endpoint is known after connect() (or set storageUrl)');
+    return this.endpointOf(known);
+  }
+
+  /** Authenticates now (Keystone without storageUrl learns the endpoint from the catalog). */
+  async connect(signal?: AbortSignal): Promise<void> {
+    await this.auth.session(signal);
+  }
+
+  locationOf(key: string): string {
+    assertSafeKey(key);
+    return this.endpoint + encodePath(key);
+  }
+
+  keyOf(location: string): string | null {
+    let endpoint: string;
+    try {
+      endpoint = this.endpoint;
+    } catch {
+      return null;
+    }
+    return keyOfLocation(endpoint, location);
+  }
+
+  async head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null> {
+    const what = `head ${this.locationOf(key)}`;
+    const res = await this.send({ what, method: 'HEAD', path: this.objectPath(key), replayable: true, signal });
+    if (res.statusCode === 404) {
+      await drain(res);
+      return null;
+    }
+    if (res.statusCode !== 200 && res.statusCode !== 204) throw await this.unexpected(res, what);
+    await drain(res);
+    return objectInfo(key, res);
+  }
+
+  async get(key: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<Readable> {
+    const { range, signal } = options;
+    const what = `get ${this.locationOf(key)}`;
+    const headers: Record<string, string> = {};
+    if (range) {
+      if (!Number.isSafeInteger(range.start) || !Number.isSafeInteger(range.end) || range.start < 0 || range.end < range.start) {
+        throw new BadRequest(`${what}: invalid byte range ${range.start}-${range.end}`);
+      }
+      headers.range = `bytes=${range.start}-${range.end}`;
+    }
+    const res = await this.send({ what, method: 'GET', path: this.objectPath(key), headers, replayable: true, signal });
+    if (res.statusCode === 404) {
+      await drain(res);
+      throw new ObjectNotFound(`${what}: not found`);
+    }
+    if (res.statusCode === 416) {
+      await drain(res);
+      throw new BadRequest(`${what}: range ${range?.start}-${range?.end} is not satisfiable`);
+    }
+    if (res.statusCode !== (range ? 206 : 200)) throw await this.unexpected(res, what);
+    const length = Number(header(res, 'content-length'));
+    return Readable.from(guardedBody(res, Number.isSafeInteger(length) ? length : undefined, what, signal), {
+      objectMode: false,
+    });
+  }
+
+  async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
+    const { metadata, md5, size, signal } = options;
+    let what = `put ${key}`;
+    let headers: Record<string, string>;
+    try {
+      what = `put ${this.locationOf(key)}`;
+      signal?.throwIfAborted();
+      if (md5 !== undefined && !MD5_HEX.test(md5.toLowerCase())) throw new BadRequest(`${what}: md5 must be 32 hex digits`);
+      headers = { 'content-type': 'application/octet-stream', ...metadataHeaders(metadata, what) };
+      // Swift checks the bytes it stored against this and answers 422 on a mismatch.
+      if (md5 !== undefined) headers.etag = md5.toLowerCase();
+      await this.ensureContainer(signal);
+    } catch (err) {
+      body.destroy();
+      throw err;
+    }
+    const meter = new Meter(what, size);
+    const digest = createDigestStream();
+    let pipeError: unknown;
+    // The last stream goes to undici; a failure anywhere destroys all three.
+    pipeline(body, meter, digest, (err) => {
+      if (err) pipeError ??= err;
+    });
+    let res: Response;
+    try {
+      res = await this.send({
+        what,
+        method: 'PUT',
+        path: this.objectPath(key),
+        headers,
+        body: digest,
+        replayable: false,
+        signal,
+      });
+    } catch (err) {
+      digest.destroy();
+      if (signal?.aborted) throw signal.reason;
+      if (err instanceof IntegrityError || pipeError instanceof IntegrityError)
+        throw err instanceof IntegrityError ? err : pipeError;
+      throw err;
+    }
+    if (res.statusCode === 422) {
+      await drain(res);
+      throw new IntegrityError(`${what}: Swift computed an MD5 other than ${md5}`);
+    }
+    if (res.statusCode === 404) {
+      await drain(res);
+      this.containerReady = null; // the container went away; the next try creates it again
+      throw new StorageUnavailable(`${what}: container ${this.container} is missing`);
+    }
+    if (res.statusCode !== 201) throw await this.unexpected(res, what);
+    await drain(res);
+    if (!digest.readableEnded) await finished(digest, { readable: false }).catch(() => undefined);
+    const etag = unquote(header(res, 'etag'));
+    if (etag !== digest.md5()) {
+      // Bytes changed between us and Swift's disk: do not leave them behind.
+      await this.delete(key, signal).catch(() => undefined);
+      throw new IntegrityError(`${what}: Swift stored MD5 ${etag || '(none)'} but ${digest.md5()} was sent`);
+    }
+    return { etag, size: meter.bytes };
+  }
+
+  async delete(key: string, signal?: AbortSignal): Promise<void> {
+    const what = `delete ${this.locationOf(key)}`;
+    // Manifests first (they take their segments along); Swift says when the object is plain.
+    const res = await this.deleteRequest(what, `${this.objectPath(key)}?multipart-manifest=delete`, signal);
+    if (res.statusCode === 404 || res.statusCode === 204) return drain(res);
+    if (res.statusCode !== 200) throw await this.unexpected(res, what);
+    // A manifest delete answers 200 with a bulk-delete report, whatever happened to each segment.
+    const report = (await readJson(res, 1024 * 1024, what)) as { 'Response Status'?: string; Errors?: unknown[] };
+    const status = Number.parseInt(report['Response Status'] ?? '200', 10);
+    if ((status >= 200 && status < 300) || status === 404) return;
+    const detail = oneLine(JSON.stringify(report.Errors ?? []));
+    if (status === 400 && detail.includes('Not an SLO manifest')) {
+      const plain = await this.deleteRequest(what, this.objectPath(key), signal);
+      if (plain.statusCode === 404 || plain.statusCode === 204) return drain(plain);
+      throw await this.unexpected(plain, what);
+    }
+    if (status === 401 || status === 403) throw new StorageAuthFailed(`${what}: refused (${status})`);
+    throw new StorageUnavailable(`${what}: Swift answered ${status} (${detail})`);
+  }
+
+  private deleteRequest(what: string, path: string, signal?: AbortSignal): Promise<Response> {
+    const headers = { accept: 'application/json' };
+    return this.send({ what, method: 'DELETE', path, headers, replayable: true, signal });
+  }
+
+  async *list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo> {
+    if (prefix !== '') assertSafeKey(prefix);
+    const what = `list ${this.endpoint}${encodePath(prefix)}`;
+    let marker = '';
+    for (;;) {
+      const query = `?format=json&limit=${PAGE}&prefix=${encodeURIComponent(prefix)}&marker=${encodeURIComponent(marker)}`;
+      const res = await this.send({ what, method: 'GET', path: this.containerPath() + query, replayable: true, signal });
+      if (res.statusCode === 404) return drain(res);
+      if (res.statusCode === 204) return drain(res);
+      if (res.statusCode !== 200) throw await this.unexpected(res, what);
+      const page = (await readJson(res, MAX_LISTING_BODY, what)) as SwiftListing[];
+      if (!Array.isArray(page)) throw new StorageUnavailable(`${what}: listing is not a JSON array`);
+      for (const entry of page) yield listingInfo(entry);
+      if (page.length < PAGE) return;
+      marker = page[page.length - 1].name;
+    }
+  }
+
+  async segments(key: string, signal?: AbortSignal): Promise<SegmentInfo[] | null> {
+    const what = `segments of ${this.locationOf(key)}`;
+    const path = `${this.objectPath(key)}?multipart-manifest=get`;
+    const res = await this.send({ what, method: 'GET', path, replayable: true, signal });
+    if (res.statusCode === 404) {
+      await drain(res);
+      throw new ObjectNotFound(`${what}: not found`);
+    }
+    if (res.statusCode !== 200) throw await this.unexpected(res, what);
+    if (header(res, 'x-static-large-object')?.toLowerCase() !== 'true') {
+      // A plain object answers with its bytes: do not read them.
+      res.body.destroy();
+      return null;
+    }
+    const entries = (await readJson(res, MAX_MANIFEST_BODY, what)) as {
+      name: string;
+      hash: string;
+      bytes: number;
+      range?: string;
+    }[];
+    const prefix = `/${this.container}/`;
+    return entries.map((e) => {
+      if (typeof e?.name !== 'string' || !e.name.startsWith(prefix) || e.range !== undefined) {
+        throw new BadRequest(`${what}: segment ${JSON.stringify(e?.name)} is not a whole object in ${this.container}`);
+      }
+      const segmentKey = e.name.slice(prefix.length);
+      assertSafeKey(segmentKey);
+      return { key: segmentKey, size: e.bytes, etag: unquote(e.hash) };
+    });
+  }
+
+  async putManifest(
+    key: string,
+    segments: SegmentInfo[],
+    options: { metadata?: ObjectMetadata; signal?: AbortSignal } = {},
+  ): Promise<PutResult> {
+    const what = `put manifest ${this.locationOf(key)}`;
+    if (segments.length === 0) throw new BadRequest(`${what}: a manifest needs at least one segment`);
+    for (const s of segments) {
+      assertSafeKey(s.key);
+      if (!MD5_HEX.test(s.etag) || !Number.isSafeInteger(s.size) || s.size < 0) {
+        throw new BadRequest(`${what}: segment ${JSON.stringify(s.key)} needs an md5 hex etag and a size`);
+      }
+    }
+    const etag = manifestEtag(segments.map((s) => s.etag));
+    const size = segments.reduce((sum, s) => sum + s.size, 0);
+    const body = JSON.stringify(segments.map((s) => ({ path: `/${this.container}/${s.key}`, etag: s.etag, size_bytes: s.size })));
+    const headers = {
+      'content-type': 'application/octet-stream',
+      // Swift refuses (422) a manifest whose joined segment etags hash to anything else.
+      etag,
+      ...metadataHeaders(options.metadata, what),
+    };
+    await this.ensureContainer(options.signal);
+    const path = `${this.objectPath(key)}?multipart-manifest=put`;
+    const res = await this.send({ what, method: 'PUT', path, headers, body, replayable: true, signal: options.signal });
+    if (res.statusCode === 400) {
+      const text = await readText(res, 64 * 1024).catch(() => '');
+      if (/Etag Mismatch|Size Mismatch/i.test(text)) throw new IntegrityError(`${what}: ${oneLine(text)}`);
+      if (/404 Not Found/i.test(text)) throw new ObjectNotFound(`${what}: a segment is missing (${oneLine(text)})`);
+      throw new BadRequest(`${what}: Swift refused the manifest (${oneLine(text)})`);
+    }
+    if (res.statusCode === 422) {
+      await drain(res);
+      throw new IntegrityError(`${what}: the segments' etags do not join to ${etag}`);
+    }
+    if (res.statusCode === 413) {
+      await drain(res);
+      throw new OverLimit(`${what}: too many segments for Swift`);
+    }
+    if (res.statusCode !== 201) throw await this.unexpected(res, what);
+    await drain(res);
+    const got = unquote(header(res, 'etag'));
+    if (got !== etag) throw new IntegrityError(`${what}: Swift reports etag ${got || '(none)'}, expected ${etag}`);
+    return { etag, size };
+  }
+
+  limits(): Promise<{ maxSegmentSize: number; maxManifestSegments: number }> {
+    this.cachedLimits ??= this.fetchLimits().catch((err) => {
+      this.cachedLimits = null;
+      throw err;
+    });
+    return this.cachedLimits;
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  private async fetchLimits() {
+    const session = await this.auth.session();
+    const url = `${new URL(session.storageUrl).origin}/info`;
+    const what = `limits from ${url}`;
+    let res: Response;
+    try {
+      res = await request(url, { dispatcher: this.agent, signal: AbortSignal.timeout(30_000) });
+    } catch (err) {
+      throw netError(err, what);
+    }
+    if (res.statusCode !== 200) {
+      // /info can be switched off (expose_info = false); Swift's defaults apply then.
+      if (res.statusCode < 500) return drain(res).then(() => DEFAULT_LIMITS);
+      throw await statusError(res, what);
+    }
+    const info = (await readJson(res, 1024 * 1024, what)) as {
+      swift?: { max_file_size?: number };
+      slo?: { max_manifest_segments?: number };
+    };
+    return {
+      maxSegmentSize: info.swift?.max_file_size ?? DEFAULT_LIMITS.maxSegmentSize,
+      maxManifestSegments: info.slo?.max_manifest_segments ?? DEFAULT_LIMITS.maxManifestSegments,
+    };
+  }
+
+  private ensureContainer(signal?: AbortSignal): Promise<void> {
+    this.containerReady ??= this.createContainer(signal).catch((err) => {
+      this.containerReady = null;
+      throw err;
+    });
+    return this.containerReady;
+  }
+
+  private async createContainer(signal?: AbortSignal): Promise<void> {
+    const what = `create container ${this.container}`;
+    const res = await this.send({ what, method: 'PUT', path: this.containerPath(), replayable: true, signal });
+    if (res.statusCode !== 201 && res.statusCode !== 202) throw await this.unexpected(res, what);
+    await drain(res);
+  }
+
+  /** Sends a request with a valid token; retries what may be retried. The caller reads the body. */
+  private async send(call: Call): Promise<Response> {
+    const { what, signal } = call;
+    let reauthenticated = false;
+    for (let attempt = 0; ; attempt++) {
+      signal?.throwIfAborted();
+      let session: Session;
+      let res: Response;
+      try {
+        session = await this.auth.session(signal);
+        res = await request(session.storageUrl + call.path, {
+          method: call.method,
+          headers: { ...call.headers, 'x-auth-token': session.token },
+          body: call.body,
+          signal,
+          dispatcher: this.agent,
+        });
+      } catch (err) {
+        const mapped = netError(err, what, signal);
+        if (mapped instanceof StorageUnavailable && call.replayable && attempt + 1 < this.maxAttempts) {
+          await backoff(attempt, this.retryBaseMs, signal);
+          continue;
+        }
+        throw mapped;
+      }
+      if (res.statusCode === 401) {
+        await drain(res);
+        this.auth.invalidate(session.token);
+        if (!this.auth.renewable || reauthenticated) throw new StorageAuthFailed(`${what}: Swift refused the token (401)`);
+        reauthenticated = true;
+        attempt--;
+        if (call.replayable) continue;
+        // The streamed body is spent: check the credentials now, then let the caller try again.
+        await this.auth.session(signal);
+        throw new StorageUnavailable(`${what}: the token expired during the upload; try again`);
+      }
+      if (res.statusCode >= 500 && call.replayable && attempt + 1 < this.maxAttempts) {
+        await drain(res);
+        await backoff(attempt, this.retryBaseMs, signal);
+        continue;
+      }
+      return res;
+    }
+  }
+
+  private async unexpected(res: Response, what: string): Promise<Error> {
+    if (res.statusCode >= 500) return statusError(res, what);
+    const text = await readText(res, 4096).catch(() => '');
+    const detail = text ? ` (${oneLine(text)})` : '';
+    if (res.statusCode === 403) return new StorageAuthFailed(`${what}: forbidden (403)${detail}`);
+    if (res.statusCode === 413) return new OverLimit(`${what}: too large for Swift (413)`);
+    return new BadRequest(`${what}: Swift answered ${res.statusCode}${detail}`);
+  }
+
+  private endpointOf(storageUrl: string): string {
+    return `${storageUrl.replace(/\/+$/, '')}/${encodeURIComponent(this.container)}/`;
+  }
+
+  private containerPath(): string {
+    return `/${encodeURIComponent(this.container)}`;
+  }
+
+  private objectPath(key: string): string {
+    assertSafeKey(key);
+    return `${this.containerPath()}/${encodePath(key)}`;
+  }
+}

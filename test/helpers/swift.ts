@@ -1,0 +1,167 @@
+import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { SwiftDriverConfig } from '../../src/storage/drivers/swift.ts';
+
+// The two loopback Swift regions of scripts/swift-regions.sh (region1 on :8081, region2 on :8082),
+// each with TempAuth account "test", user "tester", key "testing".
+
+const ROOT = resolve(import.meta.dirname, '../..');
+let started: Promise<void> | null = null;
+
+/** Starts both regions (or checks they run) once per process. */
+export function ensureSwiftRegions(): Promise<void> {
+  started ??= promisify(execFile)('bash', [resolve(ROOT, 'scripts/swift-regions.sh'), 'start'], {
+    cwd: ROOT,
+    timeout: 15 * 60_000,
+  }).then(
+    () => undefined,
+    (err) => {
+      started = null;
+      throw new Error(`scripts/swift-regions.sh start failed: ${err.stderr || err.message}`);
+    },
+  );
+  return started;
+}
+
+export function swiftProxyUrl(region: 1 | 2): string {
+  return `http://127.0.0.1:${8080 + region}`;
+}
+
+/** TempAuth config of a region's test account; container defaults to database_backups. */
+export function swiftConfig(region: 1 | 2, container = 'database_backups'): SwiftDriverConfig {
+  return {
+    authUrl: `${swiftProxyUrl(region)}/auth/v1.0`,
+    authVersion: '1',
+    user: 'test:tester',
+    key: 'testing',
+    container,
+  };
+}
+
+/**
+ * A loopback TCP proxy in front of a Swift proxy, for faults a healthy Swift never shows: 503s,
+ * a 401 for a valid token, connections cut part way through a body. Point authUrl at
+ * `proxy.url + '/auth/v1.0'`: TempAuth then hands out storage URLs on the proxy too.
+ */
+export class FaultProxy {
+  /** 'pass' forwards; '503' answers every new connection's first request with 503 and closes. */
+  mode: 'pass' | '503' = 'pass';
+  /** TempAuth requests seen (GET /auth/v1.0). */
+  authRequests = 0;
+  private readonly server: Server;
+  private readonly target: number;
+  private readonly sockets = new Set<Socket>();
+  private unauthorized = 0;
+  private failing = 0;
+  private cutUp: number | null = null;
+  private cutDown: number | null = null;
+
+  private constructor(server: Server, target: number) {
+    this.server = server;
+    this.target = target;
+  }
+
+  static async start(target: number): Promise<FaultProxy> {
+    const server = createServer();
+    const proxy = new FaultProxy(server, target);
+    server.on('connection', (socket) => proxy.accept(socket));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return proxy;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** The next n new connections get a 503 (open connections are dropped so clients reconnect). */
+  failNext(n: number): void {
+    this.failing = n;
+    this.dropAll();
+  }
+
+  /** The next new connection gets a 401 whatever its token (open connections are dropped). */
+  unauthorizedOnce(): void {
+    this.unauthorized = 1;
+    this.dropAll();
+  }
+
+  /** Cuts the connection that carries the byte `bytes` bytes from now, client to Swift. */
+  cutUploadAfter(bytes: number): void {
+    this.cutUp = bytes;
+  }
+
+  /** Cuts the connection that carries the byte `bytes` bytes from now, Swift to client. */
+  cutDownloadAfter(bytes: number): void {
+    this.cutDown = bytes;
+  }
+
+  dropAll(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
+  async close(): Promise<void> {
+    this.dropAll();
+    await new Promise<void>((done) => this.server.close(() => done()));
+  }
+
+  private accept(client: Socket): void {
+    this.track(client);
+    client.on('error', () => undefined);
+    if (this.mode === '503' || this.failing > 0 || this.unauthorized > 0) {
+      const status = this.unauthorized > 0 ? '401 Unauthorized' : '503 Service Unavailable';
+      if (this.unauthorized > 0) this.unauthorized--;
+      else if (this.failing > 0) this.failing--;
+      client.once('data', () => client.end(`HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`));
+      return;
+    }
+    const upstream = connect(this.target, '127.0.0.1');
+    this.track(upstream);
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    this.forward(client, upstream, (chunk) => {
+      if (chunk.includes('GET /auth/v1.0')) this.authRequests++;
+      if (this.cutUp === null) return true;
+      this.cutUp -= chunk.length;
+      if (this.cutUp > 0) return true;
+      this.cutUp = null;
+      return false;
+    });
+    this.forward(upstream, client, (chunk) => {
+      if (this.cutDown === null) return true;
+      this.cutDown -= chunk.length;
+      if (this.cutDown > 0) return true;
+      this.cutDown = null;
+      return false;
+    });
+  }
+
+  /** Copies from -> to with backpressure; a chunk the check refuses cuts both connections. */
+  private forward(from: Socket, to: Socket, check: (chunk: Buffer) => boolean): void {
+    from.on('data', (chunk: Buffer) => {
+      if (!check(chunk)) {
+        from.destroy();
+        to.destroy();
+        return;
+      }
+      if (!to.write(chunk)) {
+        from.pause();
+        to.once('drain', () => from.resume());
+      }
+    });
+    from.on('end', () => to.end());
+    from.on('close', () => to.destroy());
+  }
+
+  private track(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+  }
+}
