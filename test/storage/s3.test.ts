@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { Readable } from 'node:stream';
@@ -15,7 +15,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { IntegrityError, ObjectNotFound, StorageAuthFailed, StorageUnavailable } from '../../src/errors.ts';
 import { S3Driver, type S3DriverConfig } from '../../src/storage/drivers/s3.ts';
-import { storageContract } from './contract.ts';
+import { chunked, md5, storageContract } from './contract.ts';
 
 // Against region1's Swift s3api (scripts/swift-regions.sh start), each run in its own bucket,
 // removed at the end. Faults that a healthy Swift never shows (503s, connections cut mid-body)
@@ -69,24 +69,88 @@ async function removeBucket(Bucket: string): Promise<void> {
   }
 }
 
-function md5(data: Buffer): string {
-  return createHash('md5').update(data).digest('hex');
-}
-
-/** A stream of unknown length: chunks of 64 KiB from a generator, no size anywhere. */
-function unknownLength(data: Buffer): Readable {
-  return Readable.from(
-    (function* () {
-      for (let i = 0; i < data.length; i += 64 * 1024) yield data.subarray(i, i + 64 * 1024);
-    })(),
-  );
-}
-
 async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of stream) chunks.push(c);
   return Buffer.concat(chunks);
 }
+
+/**
+ * A TCP proxy in front of Swift for faults a healthy server never shows. 'pass' forwards,
+ * '503' answers every request itself, 'cut-response' drops the connection once 256 KiB went
+ * through in that mode; breakUploads > 0 drops the next that many connections sending > 1 MiB.
+ */
+class FaultProxy {
+  mode: 'pass' | '503' | 'cut-response' = 'pass';
+  breakUploads = 0;
+  private server: net.Server | null = null;
+  private readonly sockets = new Set<net.Socket>();
+
+  async url(): Promise<string> {
+    if (!this.server) {
+      this.server = net.createServer((client) => this.handle(client));
+      this.server.listen(0, '127.0.0.1');
+      await once(this.server, 'listening');
+    }
+    return `http://127.0.0.1:${(this.server.address() as net.AddressInfo).port}`;
+  }
+
+  private track(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => {});
+  }
+
+  // The mode is looked at on every chunk, as the SDK keeps connections alive across mode changes.
+  private handle(client: net.Socket): void {
+    this.track(client);
+    let upstream: net.Socket | null = null;
+    const drop = () => {
+      client.destroy();
+      upstream?.destroy();
+    };
+    let up = 0;
+    let down = 0;
+    let breaking = false;
+    client.on('data', (chunk: Buffer) => {
+      if (this.mode === '503') {
+        upstream?.destroy();
+        client.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      up += chunk.length;
+      if (!breaking && up > MiB && this.breakUploads > 0) {
+        breaking = true;
+        this.breakUploads--;
+      }
+      if (breaking) return drop();
+      if (!upstream) {
+        upstream = net.connect(Number(new URL(ENDPOINT).port), '127.0.0.1');
+        this.track(upstream);
+        upstream.on('data', (data: Buffer) => {
+          if (this.mode === 'cut-response') down += data.length;
+          if (down > 256 * 1024) drop();
+          else client.write(data);
+        });
+        upstream.on('end', () => client.end());
+        upstream.on('close', () => client.destroy());
+      }
+      upstream.write(chunk);
+    });
+    client.on('end', () => upstream?.end());
+    client.on('close', () => upstream?.destroy());
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    if (this.server) {
+      this.server.close();
+      await once(this.server, 'close');
+    }
+  }
+}
+
+const proxy = new FaultProxy();
 
 before(async () => {
   const res = await fetch(`${ENDPOINT}/info`).catch(() => null);
@@ -94,13 +158,30 @@ before(async () => {
 });
 
 after(async () => {
+  await proxy.close();
   for (const bucket of BUCKETS) await removeBucket(bucket);
   raw.destroy();
 });
 
+// The contract's driver talks through the proxy, so its fault hooks are real dropped connections
+// and real 503 answers.
 storageContract('s3', async () => {
-  const driver = new S3Driver(config());
-  return driver;
+  const driver = new S3Driver({ ...config(), endpoint: await proxy.url(), maxAttempts: 3 });
+  return {
+    driver,
+    faults: {
+      breakNextPut() {
+        proxy.breakUploads = 3; // the put and each of the SDK's retries
+      },
+      async outage() {
+        proxy.breakUploads = 0;
+        proxy.mode = '503';
+        return async () => {
+          proxy.mode = 'pass';
+        };
+      },
+    },
+  };
 });
 
 describe('S3Driver against Swift s3api', () => {
@@ -135,7 +216,7 @@ describe('S3Driver against Swift s3api', () => {
   test('an unknown-length body larger than one part goes up as multipart and round trips', async () => {
     const data = randomBytes(12 * MiB + 12345);
     const sum = md5(data);
-    const put = await driver.put('big-unknown', unknownLength(data), { md5: sum, metadata: { Datastore: 'mariadb' } });
+    const put = await driver.put('big-unknown', chunked(data), { md5: sum, metadata: { Datastore: 'mariadb' } });
     assert.deepEqual(put, { etag: sum, size: data.length });
     // S3 saw three parts: the ETag of a multipart object ends in "-<parts>".
     const behind = await raw.send(new HeadObjectCommand({ Bucket: bucket, Key: 'big-unknown' }));
@@ -148,20 +229,20 @@ describe('S3Driver against Swift s3api', () => {
     const slice = await readAll(await driver.get('big-unknown', { range: { start: 5 * MiB - 10, end: 5 * MiB + 9 } }));
     assert.deepEqual(slice, data.subarray(5 * MiB - 10, 5 * MiB + 10));
     // Without an expected MD5 the result still reports the MD5 of what was sent.
-    const again = await driver.put('big-unknown-2', unknownLength(data));
+    const again = await driver.put('big-unknown-2', chunked(data));
     assert.equal(again.etag, sum);
   });
 
   test('an md5 mismatch on a multipart put aborts it: no object, no pending upload', async () => {
     const data = randomBytes(11 * MiB);
-    const err = await driver.put('big-bad', unknownLength(data), { md5: md5(Buffer.from('other')) }).catch((e) => e);
+    const err = await driver.put('big-bad', chunked(data), { md5: md5(Buffer.from('other')) }).catch((e) => e);
     assert.ok(err instanceof IntegrityError, `expected IntegrityError, got ${err}`);
     assert.equal(await driver.head('big-bad'), null);
     const uploads = await raw.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
     assert.deepEqual(uploads.Uploads ?? [], []);
-    const short = await driver.put('big-short', unknownLength(data), { size: data.length + 1 }).catch((e) => e);
+    const short = await driver.put('big-short', chunked(data), { size: data.length + 1 }).catch((e) => e);
     assert.ok(short instanceof IntegrityError);
-    const long = await driver.put('big-long', unknownLength(data), { size: 6 * MiB }).catch((e) => e);
+    const long = await driver.put('big-long', chunked(data), { size: 6 * MiB }).catch((e) => e);
     assert.ok(long instanceof IntegrityError);
     assert.equal(await driver.head('big-short'), null);
     assert.equal(await driver.head('big-long'), null);
@@ -208,80 +289,52 @@ describe('S3Driver against Swift s3api', () => {
 });
 
 describe('S3Driver when the network fails', () => {
-  type Mode = 'pass' | '503' | 'cut';
-  let mode: Mode = 'pass';
-  let proxy: net.Server;
-  const sockets = new Set<net.Socket>();
   let driver: S3Driver;
   let direct: S3Driver;
   const data = randomBytes(2 * MiB);
 
   before(async () => {
-    // Forwards to Swift; '503' answers every request itself; 'cut' drops the connection once
-    // 256 KiB of the response went through (mid-body for a 2 MiB object).
-    proxy = net.createServer((client) => {
-      sockets.add(client);
-      client.on('close', () => sockets.delete(client));
-      client.on('error', () => {});
-      if (mode === '503') {
-        client.once('data', () =>
-          client.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'),
-        );
-        return;
-      }
-      const upstream = net.connect(Number(new URL(ENDPOINT).port), '127.0.0.1');
-      sockets.add(upstream);
-      upstream.on('close', () => sockets.delete(upstream));
-      upstream.on('error', () => client.destroy());
-      client.pipe(upstream);
-      let sent = 0;
-      const cutting = mode === 'cut';
-      upstream.on('data', (chunk: Buffer) => {
-        sent += chunk.length;
-        if (cutting && sent > 256 * 1024) {
-          client.destroy();
-          upstream.destroy();
-          return;
-        }
-        client.write(chunk);
-      });
-      upstream.on('end', () => client.end());
-    });
-    proxy.listen(0, '127.0.0.1');
-    await once(proxy, 'listening');
-    const { port } = proxy.address() as net.AddressInfo;
     const c = config();
     direct = new S3Driver(c);
     await direct.put('blob', Readable.from([data]));
-    driver = new S3Driver({ ...c, endpoint: `http://127.0.0.1:${port}`, maxAttempts: 2, idleTimeoutMs: 5000 });
+    driver = new S3Driver({ ...c, endpoint: await proxy.url(), maxAttempts: 2, idleTimeoutMs: 5000 });
   });
 
   after(async () => {
+    proxy.mode = 'pass';
     await driver.close();
     await direct.close();
-    for (const s of sockets) s.destroy();
-    proxy.close();
   });
 
   test('the proxy passes traffic through when healthy', async () => {
-    mode = 'pass';
+    proxy.mode = 'pass';
     assert.equal(md5(await readAll(await driver.get('blob'))), md5(data));
   });
 
   test('503 answers are StorageUnavailable (transient)', async () => {
-    mode = '503';
+    proxy.mode = '503';
     for (const op of [() => driver.head('blob'), () => driver.get('blob'), () => driver.put('x', Readable.from([data]))]) {
       const err = await op().catch((e) => e);
       assert.ok(err instanceof StorageUnavailable, `expected StorageUnavailable, got ${err}`);
       assert.equal(err.transient, true);
     }
+    assert.equal(await direct.head('x'), null);
   });
 
   test('a connection cut mid-body fails the read with StorageUnavailable', async () => {
-    mode = 'cut';
+    proxy.mode = 'cut-response';
     const stream = await driver.get('blob');
     const err = await readAll(stream).catch((e) => e);
     assert.ok(err instanceof StorageUnavailable, `expected StorageUnavailable, got ${err}`);
+  });
+
+  test('a connection cut mid-upload fails the put with StorageUnavailable and leaves nothing', async () => {
+    proxy.mode = 'pass';
+    proxy.breakUploads = 2; // every attempt the SDK makes
+    const err = await driver.put('cut-upload', Readable.from([data])).catch((e) => e);
+    assert.ok(err instanceof StorageUnavailable, `expected StorageUnavailable, got ${err}`);
+    assert.equal(proxy.breakUploads, 0);
+    assert.equal(await direct.head('cut-upload'), null);
   });
 
   test('a refused connection is StorageUnavailable', async () => {

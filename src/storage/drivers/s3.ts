@@ -7,6 +7,7 @@ import {
   type $Command,
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
@@ -243,6 +244,8 @@ export class S3Driver implements StorageDriver {
       const md5 = whole.digest('hex');
       this.check(key, md5, size, options);
       await this.completeUpload(key, uploadId, parts, signal);
+      uploadId = null;
+      if (!options.md5) await this.recordMd5(key, md5, size, options.metadata, signal);
       result = { etag: md5, size };
     });
     try {
@@ -444,6 +447,26 @@ export class S3Driver implements StorageDriver {
       }),
     );
     return { etag: md5, size: data.length };
+  }
+
+  // The ETag of a multipart object is not the MD5 of its bytes, and metadata is fixed when the
+  // upload starts. When the MD5 was not known then, a server-side copy onto itself records it
+  // (CopyObject stops at 5 GiB; beyond that head() reports S3's multipart ETag).
+  private async recordMd5(key: string, md5: string, size: number, metadata?: ObjectMetadata, signal?: AbortSignal) {
+    if (size > MAX_PUT) return;
+    const { Key } = this.at(key);
+    const CopySource = `${this.config.bucket}/${Key.split('/').map(encodeURIComponent).join('/')}`;
+    const Metadata = { ...metaOut(metadata), [MD5]: md5 };
+    try {
+      await this.send(
+        `record md5 of ${this.locationOf(key)}`,
+        signal,
+        new CopyObjectCommand({ ...this.at(key), CopySource, MetadataDirective: 'REPLACE', Metadata }),
+      );
+    } catch (err) {
+      await this.deleteOne(key).catch(() => {});
+      throw err;
+    }
   }
 
   private async deleteOne(key: string, signal?: AbortSignal): Promise<void> {
