@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BadRequest, IntegrityError, InvalidKey, ObjectNotFound, StorageAuthFailed, StorageUnavailable } from '../../errors.ts';
-import { S3Driver, type S3DriverConfig, s3Error } from './s3.ts';
+import { S3Driver, type S3DriverConfig } from './s3.ts';
+import { s3Error } from './s3-support.ts';
 
 // Offline checks: locations and the classification of S3 failures. The same paths run against a
 // real Swift s3api in test/storage/s3.test.ts.

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   type $Command,
@@ -16,24 +16,36 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
-  S3Client,
+  type S3Client,
   type S3ClientResolvedConfig,
   type ServiceInputTypes,
   type ServiceOutputTypes,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import {
-  BadRequest,
-  IntegrityError,
-  ObjectNotFound,
-  OverLimit,
-  StorageAuthFailed,
-  StorageUnavailable,
-  TernError,
-} from '../../errors.ts';
+import { BadRequest, IntegrityError, ObjectNotFound, OverLimit, StorageUnavailable } from '../../errors.ts';
 import { manifestEtag } from '../../streams/swift-etag.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
 import { assertSafeKey } from '../keys.ts';
+import {
+  checkedBytes,
+  createS3Client,
+  infoOf,
+  lower,
+  MANIFEST,
+  MAX_MANIFEST_BYTES,
+  MAX_PUT,
+  MAX_SEGMENTS,
+  MD5,
+  MD5_HEX,
+  mapLimit,
+  metaOut,
+  PARALLEL,
+  PartSink,
+  s3Error,
+  TOTAL_ETAG,
+  TOTAL_SIZE,
+  unquote,
+} from './s3-support.ts';
 
 // S3 driver. Large objects follow the StorageDriver model: segments are ordinary objects
 // ("<id>_%08d") and the manifest is a small JSON object listing them, marked by x-amz-meta-tern-*
@@ -48,6 +60,8 @@ import { assertSafeKey } from '../keys.ts';
 // Plain objects: one part buffered at most. A body that ends within partSize is one PutObject with
 // Content-MD5; a longer one becomes a low-level multipart upload, checked against options.md5/size
 // before CompleteMultipartUpload and aborted on any failure, so nothing partial is ever visible.
+// When the MD5 was not known up front, a server-side copy of the object onto itself records it
+// in x-amz-meta-tern-md5, because a multipart ETag is not the MD5 of the bytes.
 // createUpload/uploadPart/completeUpload/abortUpload are public so a resumable copy can drive
 // multipart uploads part by part itself.
 
@@ -76,58 +90,6 @@ export interface UploadedPart {
   size: number;
 }
 
-const META = 'tern-'; // our reserved metadata prefix, hidden from ObjectInfo.metadata
-const MANIFEST = 'tern-manifest';
-const TOTAL_SIZE = 'tern-size';
-const TOTAL_ETAG = 'tern-etag';
-const MD5 = 'tern-md5'; // the MD5 of a multipart-uploaded object, when known at CreateMultipartUpload
-const MAX_MANIFEST_BYTES = 2 * 1024 * 1024;
-const MAX_SEGMENTS = 10_000;
-const MAX_PUT = 5 * 1024 ** 3;
-const PARALLEL = 8;
-const MD5_HEX = /^[0-9a-f]{32}$/;
-
-const AUTH_ERRORS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'Forbidden', 'InvalidToken']);
-const NET_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-  'ERR_STREAM_PREMATURE_CLOSE',
-]);
-
-/** Maps an SDK or socket error to Tern's vocabulary. Messages never carry credentials. */
-export function s3Error(err: unknown, what: string, bucket: string, signal?: AbortSignal): unknown {
-  if (signal?.aborted) return signal.reason ?? err;
-  if (err instanceof TernError || !(err instanceof Error)) return err;
-  const e = err as Error & { code?: string; $metadata?: { httpStatusCode?: number } };
-  const status = e.$metadata?.httpStatusCode;
-  const name = e.name;
-  if (AUTH_ERRORS.has(name) || status === 401 || status === 403) {
-    return new StorageAuthFailed(`${what}: S3 refused the credentials (${name}, ${status ?? 'no status'})`);
-  }
-  if (name === 'NoSuchBucket') return new ObjectNotFound(`${what}: bucket "${bucket}" does not exist`);
-  if (name === 'NoSuchKey' || name === 'NotFound' || name === 'NoSuchUpload' || status === 404) {
-    return new ObjectNotFound(`${what}: not found (${name})`);
-  }
-  if (name === 'BadDigest' || name === 'InvalidDigest') return new IntegrityError(`${what}: S3 rejected the bytes (${name})`);
-  if (name === 'EntityTooLarge') return new OverLimit(`${what}: object too large for S3 (${name})`);
-  if (name === 'InvalidRange' || status === 416) return new BadRequest(`${what}: range not satisfiable`);
-  if (
-    (status !== undefined && status >= 500) ||
-    NET_CODES.has(e.code ?? '') ||
-    ['TimeoutError', 'RequestTimeout', 'SlowDown', 'AbortError'].includes(name)
-  ) {
-    return new StorageUnavailable(`${what}: S3 unavailable (${status ?? e.code ?? name})`, { cause: err });
-  }
-  if (status !== undefined) return new TernError(`${what}: S3 answered ${status} ${name}`);
-  return err;
-}
-
 export class S3Driver implements StorageDriver {
   readonly kind = 's3';
   readonly endpoint: string;
@@ -141,30 +103,7 @@ export class S3Driver implements StorageDriver {
     this.config = { ...config };
     this.endpoint = `s3://${config.bucket}/${config.prefix}`;
     this.agents = [new HttpAgent({ keepAlive: true, maxSockets: 32 }), new HttpsAgent({ keepAlive: true, maxSockets: 32 })];
-    // Everything explicit: AWS_* variables and ~/.aws files must not change where or how we connect
-    // (AWS_CA_BUNDLE in particular breaks plain-HTTP loopback endpoints in some clients).
-    this.client = new S3Client({
-      endpoint: config.endpoint,
-      region: config.region,
-      credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
-      forcePathStyle: config.forcePathStyle,
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: config.maxAttempts ?? 3,
-      retryMode: 'standard',
-      defaultsMode: 'standard',
-      useDualstackEndpoint: false,
-      useFipsEndpoint: false,
-      useArnRegion: false,
-      disableS3ExpressSessionAuth: true,
-      ignoreConfiguredEndpointUrls: true,
-      requestHandler: {
-        connectionTimeout: config.connectTimeoutMs ?? 10_000,
-        socketTimeout: config.idleTimeoutMs ?? 120_000,
-        httpAgent: this.agents[0],
-        httpsAgent: this.agents[1],
-      },
-    });
+    this.client = createS3Client(config, this.agents);
   }
 
   locationOf(key: string): string {
@@ -218,7 +157,9 @@ export class S3Driver implements StorageDriver {
       (res.Body as Readable).destroy();
       return this.manifestStream(key, Number(lower(res.Metadata)[TOTAL_SIZE]), undefined, signal);
     }
-    return Readable.from(this.bytes(res.Body as Readable, res.ContentLength, what, signal), { objectMode: false });
+    return Readable.from(checkedBytes(res.Body as Readable, res.ContentLength, what, this.config.bucket, signal), {
+      objectMode: false,
+    });
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
@@ -311,7 +252,8 @@ export class S3Driver implements StorageDriver {
     // Like a Swift SLO PUT: every segment must exist with the size and checksum the manifest claims.
     await mapLimit(segments, PARALLEL, async (s) => {
       const info = await this.head(s.key, signal);
-      if (!info || info.segmented) throw new ObjectNotFound(`${what}: segment ${s.key} is missing`);
+      if (!info) throw new ObjectNotFound(`${what}: segment ${s.key} is missing`);
+      if (info.segmented) throw new BadRequest(`${what}: segment ${s.key} is itself a manifest`);
       if (info.size !== s.size) throw this.mismatch(s.key, 'size', info.size, s.size);
       // A segment uploaded by multipart without a known MD5 has an S3 ETag we cannot compare.
       if (MD5_HEX.test(info.etag) && info.etag !== s.etag) throw this.mismatch(s.key, 'md5', info.etag, s.etag);
@@ -321,6 +263,8 @@ export class S3Driver implements StorageDriver {
     const json = Buffer.from(
       JSON.stringify({ ternManifest: 1, segments: segments.map(({ key, size, etag }) => ({ key, size, etag })) }),
     );
+    // list() tells manifests apart by their size, so they must stay small.
+    if (json.length > MAX_MANIFEST_BYTES) throw new OverLimit(`${what}: manifest larger than ${MAX_MANIFEST_BYTES} bytes`);
     const metadata = { ...metaOut(options.metadata), [MANIFEST]: '1', [TOTAL_SIZE]: String(size), [TOTAL_ETAG]: etag };
     await this.send(
       what,
@@ -547,26 +491,7 @@ export class S3Driver implements StorageDriver {
         (res.Body as Readable).destroy();
         throw new IntegrityError(`${what}: segment changed since the manifest was written`);
       }
-      yield* this.bytes(res.Body as Readable, to - from + 1, what, signal);
-    }
-  }
-
-  /** Passes a response body on, turning resets into StorageUnavailable and catching short bodies. */
-  private async *bytes(body: Readable, expected: number | undefined, what: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
-    let received = 0;
-    try {
-      for await (const chunk of body) {
-        signal?.throwIfAborted();
-        received += chunk.length;
-        yield chunk;
-      }
-    } catch (err) {
-      throw s3Error(err, what, this.config.bucket, signal);
-    } finally {
-      body.destroy();
-    }
-    if (expected !== undefined && received !== expected) {
-      throw new StorageUnavailable(`${what}: connection ended after ${received} of ${expected} bytes`);
+      yield* checkedBytes(res.Body as Readable, to - from + 1, what, this.config.bucket, signal);
     }
   }
 
@@ -595,96 +520,4 @@ export class S3Driver implements StorageDriver {
       if ((err as Error).name !== 'BucketAlreadyOwnedByYou') throw s3Error(err, `create bucket ${Bucket}`, Bucket);
     }
   }
-}
-
-/** Collects a byte stream into parts of exactly partSize (the last may be shorter or empty). */
-class PartSink extends Writable {
-  private chunks: Buffer[] = [];
-  private filled = 0;
-  private readonly partSize: number;
-  private readonly onPart: (data: Buffer, last: boolean) => Promise<void>;
-
-  constructor(partSize: number, onPart: (data: Buffer, last: boolean) => Promise<void>) {
-    super();
-    this.partSize = partSize;
-    this.onPart = onPart;
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.take(chunk).then(() => callback(), callback);
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    this.flush(true).then(() => callback(), callback);
-  }
-
-  private async take(chunk: Buffer): Promise<void> {
-    while (chunk.length > 0) {
-      // A full part goes out only once more bytes arrive, so the last part is known to be last.
-      if (this.filled === this.partSize) await this.flush(false);
-      const n = Math.min(this.partSize - this.filled, chunk.length);
-      this.chunks.push(chunk.subarray(0, n));
-      this.filled += n;
-      chunk = chunk.subarray(n);
-    }
-  }
-
-  private async flush(last: boolean): Promise<void> {
-    const data = Buffer.concat(this.chunks, this.filled);
-    this.chunks = [];
-    this.filled = 0;
-    await this.onPart(data, last);
-  }
-}
-
-function infoOf(
-  key: string,
-  res: { ContentLength?: number; ETag?: string; Metadata?: Record<string, string>; LastModified?: Date },
-): ObjectInfo {
-  const meta = lower(res.Metadata);
-  const metadata = Object.fromEntries(Object.entries(meta).filter(([k]) => !k.startsWith(META)));
-  if (meta[MANIFEST]) {
-    return {
-      key,
-      size: Number(meta[TOTAL_SIZE]),
-      etag: meta[TOTAL_ETAG],
-      metadata,
-      segmented: true,
-      lastModified: res.LastModified,
-    };
-  }
-  // A multipart object's ETag is not an MD5 of its bytes; we keep the real MD5 when it was known.
-  const etag = meta[MD5] ?? unquote(res.ETag);
-  return { key, size: res.ContentLength ?? 0, etag, metadata, segmented: false, lastModified: res.LastModified };
-}
-
-function lower(metadata: Record<string, string> | undefined): Record<string, string> {
-  return Object.fromEntries(Object.entries(metadata ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
-}
-
-/** User metadata as sent: lower-case keys, our reserved tern-* keys dropped. */
-function metaOut(metadata: ObjectMetadata | undefined): Record<string, string> {
-  const entries = Object.entries(metadata ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]);
-  return Object.fromEntries(entries.filter(([k]) => !k.startsWith(META)));
-}
-
-function unquote(etag: string | undefined): string {
-  return (etag ?? '').replace(/^"|"$/g, '').toLowerCase();
-}
-
-async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const item = items[next++];
-      try {
-        await fn(item);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
