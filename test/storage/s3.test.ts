@@ -249,6 +249,22 @@ describe('S3Driver against Swift s3api', () => {
     assert.deepEqual((await raw.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? [], []);
   });
 
+  test('aborting a multipart put after its first part aborts the upload', async () => {
+    const controller = new AbortController();
+    const body = Readable.from(
+      (async function* () {
+        for (let i = 0; i < 48; i++) {
+          if (i === 24) controller.abort(new Error('stop'));
+          yield randomBytes(256 * 1024); // 6 MiB before the abort: one part is already up
+        }
+      })(),
+    );
+    const err = await driver.put('big-aborted', body, { signal: controller.signal }).catch((e) => e);
+    assert.ok(err === controller.signal.reason || err?.name === 'AbortError', `unexpected ${err}`);
+    assert.equal(await driver.head('big-aborted'), null);
+    assert.deepEqual((await raw.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? [], []);
+  });
+
   test('a missing bucket reads as not found and lists as empty', async () => {
     const empty = new S3Driver(config());
     try {
