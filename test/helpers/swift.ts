@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { SwiftDriverConfig } from '../../src/storage/drivers/swift.ts';
 
@@ -81,16 +82,16 @@ export class FaultProxy {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** The next n new connections get a 503 (open connections are dropped so clients reconnect). */
-  failNext(n: number): void {
+  /** The next n requests on new connections get a 503 (open connections are dropped first). */
+  async failNext(n: number): Promise<void> {
     this.failing = n;
-    this.dropAll();
+    await this.dropAll();
   }
 
-  /** The next new connection gets a 401 whatever its token (open connections are dropped). */
-  unauthorizedOnce(): void {
-    this.unauthorized = 1;
-    this.dropAll();
+  /** The next n requests other than TempAuth's get a 401, whatever their token. */
+  async unauthorizedNext(n: number): Promise<void> {
+    this.unauthorized = n;
+    await this.dropAll();
   }
 
   /** Cuts the connection that carries the byte `bytes` bytes from now, client to Swift. */
@@ -103,29 +104,45 @@ export class FaultProxy {
     this.cutDown = bytes;
   }
 
-  dropAll(): void {
+  /** Closes every open connection, and gives clients a moment to notice. */
+  async dropAll(): Promise<void> {
     for (const s of this.sockets) s.destroy();
+    await sleep(30);
   }
 
   async close(): Promise<void> {
-    this.dropAll();
+    for (const s of this.sockets) s.destroy();
     await new Promise<void>((done) => this.server.close(() => done()));
   }
 
   private accept(client: Socket): void {
     this.track(client);
     client.on('error', () => undefined);
-    if (this.mode === '503' || this.failing > 0 || this.unauthorized > 0) {
-      const status = this.unauthorized > 0 ? '401 Unauthorized' : '503 Service Unavailable';
-      if (this.unauthorized > 0) this.unauthorized--;
-      else if (this.failing > 0) this.failing--;
-      client.once('data', () => client.end(`HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`));
-      return;
-    }
+    // The first bytes decide: a request line is always in the first chunk.
+    client.once('data', (first: Buffer) => {
+      const isAuth = first.includes('GET /auth/');
+      let status: string | null = null;
+      if (this.mode === '503' || this.failing > 0) {
+        status = '503 Service Unavailable';
+        if (this.failing > 0) this.failing--;
+      } else if (this.unauthorized > 0 && !isAuth) {
+        status = '401 Unauthorized';
+        this.unauthorized--;
+      }
+      if (status) {
+        client.end(`HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+        return;
+      }
+      this.pass(client, first);
+    });
+  }
+
+  private pass(client: Socket, first: Buffer): void {
     const upstream = connect(this.target, '127.0.0.1');
     this.track(upstream);
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
+    client.unshift(first);
     this.forward(client, upstream, (chunk) => {
       if (chunk.includes('GET /auth/v1.0')) this.authRequests++;
       if (this.cutUp === null) return true;

@@ -200,11 +200,15 @@ export class SwiftDriver implements StorageDriver {
     }
     const meter = new Meter(what, size);
     const digest = createDigestStream();
-    let pipeError: unknown;
+    // The caller's stream failing (e.g. the backup tool died) or a wrong size is reported as it is.
+    let inputError: unknown;
+    const onInputError = (e: unknown) => {
+      inputError ??= e;
+    };
+    body.once('error', onInputError);
+    meter.once('error', onInputError);
     // The last stream goes to undici; a failure anywhere destroys all three.
-    pipeline(body, meter, digest, (err) => {
-      if (err) pipeError ??= err;
-    });
+    pipeline(body, meter, digest, () => undefined);
     let res: Response;
     try {
       res = await this.send({
@@ -219,8 +223,7 @@ export class SwiftDriver implements StorageDriver {
     } catch (err) {
       digest.destroy();
       if (signal?.aborted) throw signal.reason;
-      if (err instanceof IntegrityError || pipeError instanceof IntegrityError)
-        throw err instanceof IntegrityError ? err : pipeError;
+      if (inputError !== undefined) throw inputError;
       throw err;
     }
     if (res.statusCode === 422) {
