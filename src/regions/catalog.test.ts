@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BadRequest, ConfigError } from '../errors.ts';
 import type { StorageDriver } from '../storage/driver.ts';
+import { FsDriver } from '../storage/drivers/fs.ts';
 import { Catalog } from './catalog.ts';
 
 // Only endpoint/keyOf/locationOf matter to the trust check; the rest must never be called.
@@ -185,6 +186,21 @@ describe('Catalog', () => {
     );
     assert.throws(() => new Catalog([{ region: 'a', driver: fakeDriver('not a url') }]), ConfigError);
   });
+
+  it('trusts a region whose driver learns its endpoint only after connecting', () => {
+    let connected = false;
+    const late = fakeDriver(SWIFT1);
+    Object.defineProperty(late, 'endpoint', {
+      get() {
+        if (!connected) throw new ConfigError('endpoint is known after connect()');
+        return SWIFT1;
+      },
+    });
+    const c = new Catalog([{ region: 'keystone', driver: late }]);
+    assert.throws(() => c.resolve(`${SWIFT1}x.tar.gz`), /trusts \(catalog: keystone\)/);
+    connected = true;
+    assert.equal(c.resolve(`${SWIFT1}x.tar.gz`).key, 'x.tar.gz');
+  });
 });
 
 function catch_(fn: () => unknown): Error {
@@ -195,3 +211,26 @@ function catch_(fn: () => unknown): Error {
   }
   throw new Error('expected a throw');
 }
+
+describe('Catalog with the real fs driver (keyOf/locationOf are pure)', () => {
+  const fs1 = new FsDriver({ root: '/srv/tern/region 1%', container: 'database_backups' });
+  const fs2 = new FsDriver({ root: '/srv/tern/region2', container: 'database_backups' });
+  const c = new Catalog([
+    { region: 'region1', driver: fs1 },
+    { region: 'region2', driver: fs2 },
+  ]);
+
+  for (const key of [`${ID}.xbstream.gz.enc`, `${ID}_00000001`, 'a b#c?.tar.gz', 'ünï.tar.gz', 'folder/x.tar.gz']) {
+    it(`round-trips ${JSON.stringify(key)}`, () => {
+      const got = c.resolve(fs1.locationOf(key));
+      assert.equal(got.region, 'region1');
+      assert.equal(got.key, key);
+    });
+  }
+  it('keeps the two roots apart', () => {
+    assert.equal(c.resolve(fs2.locationOf('x.tar.gz')).region, 'region2');
+    assert.throws(() => c.resolve('file:///srv/tern/region2/other/x.tar.gz'), /trusts/);
+    assert.throws(() => c.resolve('file:///srv/tern/region2/database_backups/../../region%201%25/database_backups/x'), /"\.\."/);
+    assert.throws(() => c.resolve('file:///srv/tern/region2/.meta/database_backups/x.tar.gz'), /trusts/);
+  });
+});

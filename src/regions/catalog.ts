@@ -39,23 +39,17 @@ const DECODE_ROUNDS = 4;
 
 export class Catalog {
   private readonly entries: CatalogRegion[];
-  private readonly endpoints: Endpoint[];
+  /** Parsed endpoints by region; a driver may learn its endpoint only when it connects (Keystone). */
+  private readonly parsed = new Map<string, Endpoint>();
 
   constructor(entries: CatalogRegion[]) {
     this.entries = [...entries];
-    this.endpoints = entries.map(parseEndpoint);
     const names = new Set<string>();
-    const seen = new Set<string>();
-    for (const ep of this.endpoints) {
-      if (names.has(ep.entry.region)) throw new ConfigError(`catalog: region ${ep.entry.region} is listed twice`);
-      names.add(ep.entry.region);
-      const id = `${ep.protocol}//${ep.host}${ep.prefix}`;
-      if (seen.has(id))
-        throw new ConfigError(`catalog: region ${ep.entry.region} has the same storage endpoint as another region`);
-      seen.add(id);
+    for (const e of entries) {
+      if (names.has(e.region)) throw new ConfigError(`catalog: region ${e.region} is listed twice`);
+      names.add(e.region);
     }
-    // Longest prefix first, so an endpoint nested in another resolves to the closer region.
-    this.endpoints.sort((a, b) => b.prefix.length - a.prefix.length);
+    this.endpoints();
   }
 
   regions(): readonly CatalogRegion[] {
@@ -102,7 +96,7 @@ export class Catalog {
     } catch {
       throw new BadRequest(`location ${shown} is not a valid URL`);
     }
-    const ep = this.endpoints.find(
+    const ep = this.endpoints().find(
       (e) => e.protocol === url.protocol && e.host === url.host && url.pathname.startsWith(e.prefix),
     );
     if (!ep) throw this.untrusted(shown);
@@ -118,21 +112,44 @@ export class Catalog {
     return { region: ep.entry.region, driver, key };
   }
 
+  /** The endpoints known so far, longest prefix first (an endpoint nested in another resolves to the closer region). */
+  private endpoints(): Endpoint[] {
+    for (const entry of this.entries) {
+      if (this.parsed.has(entry.region)) continue;
+      const ep = parseEndpoint(entry);
+      if (!ep) continue;
+      const id = endpointId(ep);
+      const twin = [...this.parsed.values()].find((other) => endpointId(other) === id);
+      if (twin) {
+        throw new ConfigError(`catalog: regions ${twin.entry.region} and ${entry.region} have the same storage endpoint`);
+      }
+      this.parsed.set(entry.region, ep);
+    }
+    return [...this.parsed.values()].sort((a, b) => b.prefix.length - a.prefix.length);
+  }
+
   private untrusted(shown: string): BadRequest {
     const names = this.entries.map((e) => e.region).join(', ') || 'empty';
     return new BadRequest(`location ${shown} is not in a storage endpoint of a region this region trusts (catalog: ${names})`);
   }
 
   private example(): string {
-    const first = this.entries[0]?.driver.endpoint ?? 'http://host:8080/v1/AUTH_project/database_backups/';
+    const first = this.endpoints()[0]?.entry.driver.endpoint ?? 'http://host:8080/v1/AUTH_project/database_backups/';
     return `${first.endsWith('/') ? first : `${first}/`}<id>.xbstream.gz.enc`;
   }
 }
 
-function parseEndpoint(entry: CatalogRegion): Endpoint {
+/** The parsed endpoint of a region, or null while its driver does not know it yet. */
+function parseEndpoint(entry: CatalogRegion): Endpoint | null {
+  let text: string;
+  try {
+    text = entry.driver.endpoint;
+  } catch {
+    return null;
+  }
   let url: URL;
   try {
-    url = new URL(entry.driver.endpoint);
+    url = new URL(text);
   } catch {
     throw new ConfigError(`catalog: region ${entry.region} has a storage endpoint that is not a URL`);
   }
@@ -143,6 +160,10 @@ function parseEndpoint(entry: CatalogRegion): Endpoint {
   }
   const prefix = url.pathname.endsWith('/') ? url.pathname : `${url.pathname}/`;
   return { entry, protocol: url.protocol, host: url.host, prefix };
+}
+
+function endpointId(ep: Endpoint): string {
+  return `${ep.protocol}//${ep.host}${ep.prefix}`;
 }
 
 /**
