@@ -1,6 +1,5 @@
 import { pipeline, Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { Agent, request } from 'undici';
 import {
   BadRequest,
   ConfigError,
@@ -14,20 +13,8 @@ import { createDigestStream } from '../../streams/hash.ts';
 import { manifestEtag } from '../../streams/swift-etag.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
 import { assertSafeKey } from '../keys.ts';
-import { type Session, SwiftAuth, type SwiftAuthConfig } from './swift/auth.ts';
-import {
-  backoff,
-  drain,
-  header,
-  Meter,
-  netError,
-  oneLine,
-  type Response,
-  readJson,
-  readText,
-  statusError,
-  unquote,
-} from './swift/http.ts';
+import { SwiftClient, type SwiftClientOptions } from './swift/client.ts';
+import { drain, header, Meter, oneLine, type Response, readJson, readText, statusError, unquote } from './swift/http.ts';
 import {
   encodePath,
   guardedBody,
@@ -47,32 +34,10 @@ import {
 // 5xx and network errors, and once after re-authenticating on 401. A streamed PUT is never
 // replayed; it fails with StorageUnavailable so the caller can start that object again.
 
-export interface SwiftDriverConfig extends SwiftAuthConfig {
+export interface SwiftDriverConfig extends SwiftClientOptions {
   container?: string;
   /** Bytes per segment callers should cut large objects into (used by the backup tasks). */
   segmentSize?: number;
-  /** Tuning knobs; the defaults suit production. */
-  connectTimeoutMs?: number;
-  /** Longest wait for response headers, e.g. while Swift syncs a large object to disk. */
-  headersTimeoutMs?: number;
-  /** Longest silence while a body streams. */
-  bodyTimeoutMs?: number;
-  /** Tries of a replayable request on 5xx or network errors (1 = no retry). */
-  maxAttempts?: number;
-  retryBaseMs?: number;
-  connections?: number;
-}
-
-interface Call {
-  what: string;
-  method: 'GET' | 'HEAD' | 'PUT' | 'DELETE';
-  /** Path below the storage URL, already encoded, e.g. "/database_backups/a%20b". */
-  path: string;
-  headers?: Record<string, string>;
-  body?: string | Readable;
-  /** True when the request may be sent again (no body, or a body we hold in memory). */
-  replayable: boolean;
-  signal?: AbortSignal;
 }
 
 const MD5_HEX = /^[0-9a-f]{32}$/;
@@ -85,10 +50,7 @@ export class SwiftDriver implements StorageDriver {
   readonly kind = 'swift';
   readonly container: string;
   readonly segmentSize: number;
-  private readonly auth: SwiftAuth;
-  private readonly agent: Agent;
-  private readonly maxAttempts: number;
-  private readonly retryBaseMs: number;
+  private readonly client: SwiftClient;
   private readonly fixedEndpoint: string | null;
   private containerReady: Promise<void> | null = null;
   private cachedLimits: Promise<{ maxSegmentSize: number; maxManifestSegments: number }> | null = null;
@@ -99,17 +61,8 @@ export class SwiftDriver implements StorageDriver {
       throw new ConfigError(`swift storage: container ${JSON.stringify(this.container)} is not a plain name`);
     }
     this.segmentSize = config.segmentSize ?? 64 * 1024 * 1024;
-    this.maxAttempts = Math.max(1, config.maxAttempts ?? 3);
-    this.retryBaseMs = config.retryBaseMs ?? 250;
-    this.agent = new Agent({
-      connections: config.connections ?? 32,
-      connectTimeout: config.connectTimeoutMs ?? 10_000,
-      headersTimeout: config.headersTimeoutMs ?? 300_000,
-      bodyTimeout: config.bodyTimeoutMs ?? 120_000,
-      keepAliveTimeout: 10_000,
-    });
-    this.auth = new SwiftAuth(config, this.agent, config.connectTimeoutMs ?? 30_000);
-    const predicted = this.auth.predictedStorageUrl();
+    this.client = new SwiftClient(config);
+    const predicted = this.client.auth.predictedStorageUrl();
     this.fixedEndpoint = predicted ? this.endpointOf(predicted) : null;
   }
 
@@ -119,14 +72,14 @@ export class SwiftDriver implements StorageDriver {
    */
   get endpoint(): string {
     if (this.fixedEndpoint) return this.fixedEndpoint;
-    const known = this.auth.predictedStorageUrl();
+    const known = this.client.auth.predictedStorageUrl();
     if (!known) throw new ConfigError('swift storage: the endpoint is known after connect() (or set storageUrl)');
     return this.endpointOf(known);
   }
 
   /** Authenticates now (Keystone without storageUrl learns the endpoint from the catalog). */
   async connect(signal?: AbortSignal): Promise<void> {
-    await this.auth.session(signal);
+    await this.client.auth.session(signal);
   }
 
   locationOf(key: string): string {
@@ -146,12 +99,12 @@ export class SwiftDriver implements StorageDriver {
 
   async head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null> {
     const what = `head ${this.locationOf(key)}`;
-    const res = await this.send({ what, method: 'HEAD', path: this.objectPath(key), replayable: true, signal });
+    const res = await this.client.send({ what, method: 'HEAD', path: this.objectPath(key), replayable: true, signal });
     if (res.statusCode === 404) {
       await drain(res);
       return null;
     }
-    if (res.statusCode !== 200 && res.statusCode !== 204) throw await this.unexpected(res, what);
+    if (res.statusCode !== 200 && res.statusCode !== 204) throw await unexpected(res, what);
     await drain(res);
     return objectInfo(key, res);
   }
@@ -166,7 +119,7 @@ export class SwiftDriver implements StorageDriver {
       }
       headers.range = `bytes=${range.start}-${range.end}`;
     }
-    const res = await this.send({ what, method: 'GET', path: this.objectPath(key), headers, replayable: true, signal });
+    const res = await this.client.send({ what, method: 'GET', path: this.objectPath(key), headers, replayable: true, signal });
     if (res.statusCode === 404) {
       await drain(res);
       throw new ObjectNotFound(`${what}: not found`);
@@ -175,7 +128,7 @@ export class SwiftDriver implements StorageDriver {
       await drain(res);
       throw new BadRequest(`${what}: range ${range?.start}-${range?.end} is not satisfiable`);
     }
-    if (res.statusCode !== (range ? 206 : 200)) throw await this.unexpected(res, what);
+    if (res.statusCode !== (range ? 206 : 200)) throw await unexpected(res, what);
     const length = Number(header(res, 'content-length'));
     return Readable.from(guardedBody(res, Number.isSafeInteger(length) ? length : undefined, what, signal), {
       objectMode: false,
@@ -211,7 +164,7 @@ export class SwiftDriver implements StorageDriver {
     pipeline(body, meter, digest, () => undefined);
     let res: Response;
     try {
-      res = await this.send({
+      res = await this.client.send({
         what,
         method: 'PUT',
         path: this.objectPath(key),
@@ -235,7 +188,7 @@ export class SwiftDriver implements StorageDriver {
       this.containerReady = null; // the container went away; the next try creates it again
       throw new StorageUnavailable(`${what}: container ${this.container} is missing`);
     }
-    if (res.statusCode !== 201) throw await this.unexpected(res, what);
+    if (res.statusCode !== 201) throw await unexpected(res, what);
     await drain(res);
     if (!digest.readableEnded) await finished(digest, { readable: false }).catch(() => undefined);
     const etag = unquote(header(res, 'etag'));
@@ -252,7 +205,7 @@ export class SwiftDriver implements StorageDriver {
     // Manifests first (they take their segments along); Swift says when the object is plain.
     const res = await this.deleteRequest(what, `${this.objectPath(key)}?multipart-manifest=delete`, signal);
     if (res.statusCode === 404 || res.statusCode === 204) return drain(res);
-    if (res.statusCode !== 200) throw await this.unexpected(res, what);
+    if (res.statusCode !== 200) throw await unexpected(res, what);
     // A manifest delete answers 200 with a bulk-delete report, whatever happened to each segment.
     const report = (await readJson(res, 1024 * 1024, what)) as { 'Response Status'?: string; Errors?: unknown[] };
     const status = Number.parseInt(report['Response Status'] ?? '200', 10);
@@ -261,7 +214,7 @@ export class SwiftDriver implements StorageDriver {
     if (status === 400 && detail.includes('Not an SLO manifest')) {
       const plain = await this.deleteRequest(what, this.objectPath(key), signal);
       if (plain.statusCode === 404 || plain.statusCode === 204) return drain(plain);
-      throw await this.unexpected(plain, what);
+      throw await unexpected(plain, what);
     }
     if (status === 401 || status === 403) throw new StorageAuthFailed(`${what}: refused (${status})`);
     throw new StorageUnavailable(`${what}: Swift answered ${status} (${detail})`);
@@ -269,7 +222,7 @@ export class SwiftDriver implements StorageDriver {
 
   private deleteRequest(what: string, path: string, signal?: AbortSignal): Promise<Response> {
     const headers = { accept: 'application/json' };
-    return this.send({ what, method: 'DELETE', path, headers, replayable: true, signal });
+    return this.client.send({ what, method: 'DELETE', path, headers, replayable: true, signal });
   }
 
   async *list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo> {
@@ -278,10 +231,10 @@ export class SwiftDriver implements StorageDriver {
     let marker = '';
     for (;;) {
       const query = `?format=json&limit=${PAGE}&prefix=${encodeURIComponent(prefix)}&marker=${encodeURIComponent(marker)}`;
-      const res = await this.send({ what, method: 'GET', path: this.containerPath() + query, replayable: true, signal });
+      const res = await this.client.send({ what, method: 'GET', path: this.containerPath() + query, replayable: true, signal });
       if (res.statusCode === 404) return drain(res);
       if (res.statusCode === 204) return drain(res);
-      if (res.statusCode !== 200) throw await this.unexpected(res, what);
+      if (res.statusCode !== 200) throw await unexpected(res, what);
       const page = (await readJson(res, MAX_LISTING_BODY, what)) as SwiftListing[];
       if (!Array.isArray(page)) throw new StorageUnavailable(`${what}: listing is not a JSON array`);
       for (const entry of page) yield listingInfo(entry);
@@ -293,12 +246,12 @@ export class SwiftDriver implements StorageDriver {
   async segments(key: string, signal?: AbortSignal): Promise<SegmentInfo[] | null> {
     const what = `segments of ${this.locationOf(key)}`;
     const path = `${this.objectPath(key)}?multipart-manifest=get`;
-    const res = await this.send({ what, method: 'GET', path, replayable: true, signal });
+    const res = await this.client.send({ what, method: 'GET', path, replayable: true, signal });
     if (res.statusCode === 404) {
       await drain(res);
       throw new ObjectNotFound(`${what}: not found`);
     }
-    if (res.statusCode !== 200) throw await this.unexpected(res, what);
+    if (res.statusCode !== 200) throw await unexpected(res, what);
     if (header(res, 'x-static-large-object')?.toLowerCase() !== 'true') {
       // A plain object answers with its bytes: do not read them.
       res.body.destroy();
@@ -345,7 +298,7 @@ export class SwiftDriver implements StorageDriver {
     };
     await this.ensureContainer(options.signal);
     const path = `${this.objectPath(key)}?multipart-manifest=put`;
-    const res = await this.send({ what, method: 'PUT', path, headers, body, replayable: true, signal: options.signal });
+    const res = await this.client.send({ what, method: 'PUT', path, headers, body, replayable: true, signal: options.signal });
     if (res.statusCode === 400) {
       const text = await readText(res, 64 * 1024).catch(() => '');
       if (/Etag Mismatch|Size Mismatch/i.test(text)) throw new IntegrityError(`${what}: ${oneLine(text)}`);
@@ -360,7 +313,7 @@ export class SwiftDriver implements StorageDriver {
       await drain(res);
       throw new OverLimit(`${what}: too many segments for Swift`);
     }
-    if (res.statusCode !== 201) throw await this.unexpected(res, what);
+    if (res.statusCode !== 201) throw await unexpected(res, what);
     await drain(res);
     const got = unquote(header(res, 'etag'));
     if (got !== etag) throw new IntegrityError(`${what}: Swift reports etag ${got || '(none)'}, expected ${etag}`);
@@ -376,31 +329,14 @@ export class SwiftDriver implements StorageDriver {
   }
 
   async close(): Promise<void> {
-    await this.agent.close();
+    await this.client.close();
   }
 
   private async fetchLimits() {
-    const session = await this.auth.session();
-    const url = `${new URL(session.storageUrl).origin}/info`;
-    const what = `limits from ${url}`;
-    let res: Response;
-    try {
-      res = await request(url, { dispatcher: this.agent, signal: AbortSignal.timeout(30_000) });
-    } catch (err) {
-      throw netError(err, what);
-    }
-    if (res.statusCode !== 200) {
-      // /info can be switched off (expose_info = false); Swift's defaults apply then.
-      if (res.statusCode < 500) return drain(res).then(() => DEFAULT_LIMITS);
-      throw await statusError(res, what);
-    }
-    const info = (await readJson(res, 1024 * 1024, what)) as {
-      swift?: { max_file_size?: number };
-      slo?: { max_manifest_segments?: number };
-    };
+    const info = await this.client.info();
     return {
-      maxSegmentSize: info.swift?.max_file_size ?? DEFAULT_LIMITS.maxSegmentSize,
-      maxManifestSegments: info.slo?.max_manifest_segments ?? DEFAULT_LIMITS.maxManifestSegments,
+      maxSegmentSize: info?.swift?.max_file_size ?? DEFAULT_LIMITS.maxSegmentSize,
+      maxManifestSegments: info?.slo?.max_manifest_segments ?? DEFAULT_LIMITS.maxManifestSegments,
     };
   }
 
@@ -414,63 +350,9 @@ export class SwiftDriver implements StorageDriver {
 
   private async createContainer(signal?: AbortSignal): Promise<void> {
     const what = `create container ${this.container}`;
-    const res = await this.send({ what, method: 'PUT', path: this.containerPath(), replayable: true, signal });
-    if (res.statusCode !== 201 && res.statusCode !== 202) throw await this.unexpected(res, what);
+    const res = await this.client.send({ what, method: 'PUT', path: this.containerPath(), replayable: true, signal });
+    if (res.statusCode !== 201 && res.statusCode !== 202) throw await unexpected(res, what);
     await drain(res);
-  }
-
-  /** Sends a request with a valid token; retries what may be retried. The caller reads the body. */
-  private async send(call: Call): Promise<Response> {
-    const { what, signal } = call;
-    let reauthenticated = false;
-    for (let attempt = 0; ; attempt++) {
-      signal?.throwIfAborted();
-      let session: Session;
-      let res: Response;
-      try {
-        session = await this.auth.session(signal);
-        res = await request(session.storageUrl + call.path, {
-          method: call.method,
-          headers: { ...call.headers, 'x-auth-token': session.token },
-          body: call.body,
-          signal,
-          dispatcher: this.agent,
-        });
-      } catch (err) {
-        const mapped = netError(err, what, signal);
-        if (mapped instanceof StorageUnavailable && call.replayable && attempt + 1 < this.maxAttempts) {
-          await backoff(attempt, this.retryBaseMs, signal);
-          continue;
-        }
-        throw mapped;
-      }
-      if (res.statusCode === 401) {
-        await drain(res);
-        this.auth.invalidate(session.token);
-        if (!this.auth.renewable || reauthenticated) throw new StorageAuthFailed(`${what}: Swift refused the token (401)`);
-        reauthenticated = true;
-        attempt--;
-        if (call.replayable) continue;
-        // The streamed body is spent: check the credentials now, then let the caller try again.
-        await this.auth.session(signal);
-        throw new StorageUnavailable(`${what}: the token expired during the upload; try again`);
-      }
-      if (res.statusCode >= 500 && call.replayable && attempt + 1 < this.maxAttempts) {
-        await drain(res);
-        await backoff(attempt, this.retryBaseMs, signal);
-        continue;
-      }
-      return res;
-    }
-  }
-
-  private async unexpected(res: Response, what: string): Promise<Error> {
-    if (res.statusCode >= 500) return statusError(res, what);
-    const text = await readText(res, 4096).catch(() => '');
-    const detail = text ? ` (${oneLine(text)})` : '';
-    if (res.statusCode === 403) return new StorageAuthFailed(`${what}: forbidden (403)${detail}`);
-    if (res.statusCode === 413) return new OverLimit(`${what}: too large for Swift (413)`);
-    return new BadRequest(`${what}: Swift answered ${res.statusCode}${detail}`);
   }
 
   private endpointOf(storageUrl: string): string {
@@ -485,4 +367,14 @@ export class SwiftDriver implements StorageDriver {
     assertSafeKey(key);
     return `${this.containerPath()}/${encodePath(key)}`;
   }
+}
+
+/** An answer the operation has no meaning for, in Tern's vocabulary. */
+async function unexpected(res: Response, what: string): Promise<Error> {
+  if (res.statusCode >= 500) return statusError(res, what);
+  const text = await readText(res, 4096).catch(() => '');
+  const detail = text ? ` (${oneLine(text)})` : '';
+  if (res.statusCode === 403) return new StorageAuthFailed(`${what}: forbidden (403)${detail}`);
+  if (res.statusCode === 413) return new OverLimit(`${what}: too large for Swift (413)`);
+  return new BadRequest(`${what}: Swift answered ${res.statusCode}${detail}`);
 }
