@@ -137,22 +137,22 @@ export class FsDriver implements StorageDriver {
     const path = join(this.dir, key);
     const tmp = tempBeside(path);
     const digest = createDigestStream();
-    let handle: FileHandle | undefined;
+    let handle: FileHandle | undefined; // ours to close until the write stream owns it
     try {
       signal?.throwIfAborted();
       await mkdir(dirname(path), { recursive: true });
       handle = await open(tmp, 'wx');
-      await pipeline(body, digest, handle.createWriteStream({ autoClose: false }), { signal });
-      verifyDigest(what, digest, options);
-      await handle.sync();
-      await handle.close();
+      // flush: the stream fsyncs before it closes the file, and pipeline waits for that close.
+      const file = handle.createWriteStream({ flush: true });
       handle = undefined;
+      await pipeline(body, digest, file, { signal });
+      verifyDigest(what, digest, options);
       const result = { etag: digest.md5(), size: digest.bytes };
       await this.publish(key, tmp, { ...result, metadata: normalize(options.metadata), segmented: false }, signal);
       return result;
     } catch (err) {
       await handle?.close().catch(() => {});
-      await rm(tmp, { force: true });
+      await discard(tmp);
       throw fsError(err, what, signal);
     }
   }
@@ -240,7 +240,7 @@ export class FsDriver implements StorageDriver {
       await this.publish(key, tmp, { ...result, metadata: normalize(options.metadata), segmented: true }, signal);
       return result;
     } catch (err) {
-      await rm(tmp, { force: true });
+      await discard(tmp);
       throw fsError(err, what, signal);
     }
   }
@@ -301,7 +301,7 @@ export class FsDriver implements StorageDriver {
       };
     // No trustworthy sidecar: the bytes are all we know, so their MD5 is the etag.
     const digest = createDigestStream();
-    await pipeline(handle.createReadStream({ autoClose: false, start: 0 }), digest, { signal });
+    await pipeline(handle.createReadStream({ autoClose: false, emitClose: false, start: 0 }), digest, { signal });
     return { key, size: digest.bytes, etag: digest.md5(), metadata: {}, segmented: false, lastModified };
   }
 
@@ -345,7 +345,7 @@ export class FsDriver implements StorageDriver {
       signal?.throwIfAborted();
       await rename(metaTmp, metaPath);
     } catch (err) {
-      await rm(metaTmp, { force: true });
+      await discard(metaTmp);
       throw err;
     }
     const path = join(this.dir, key);
@@ -354,8 +354,11 @@ export class FsDriver implements StorageDriver {
   }
 
   private async remove(key: string): Promise<void> {
-    await rm(join(this.dir, key), { force: true });
-    await rm(join(this.metaDir, key), { force: true });
+    for (const path of [join(this.dir, key), join(this.metaDir, key)]) {
+      await rm(path, { force: true }).catch((err) => {
+        if (!isCode(err, 'ENOTDIR')) throw err;
+      });
+    }
   }
 
   private async *segmentBytes(
@@ -418,6 +421,11 @@ function encodeSegment(segment: string): string {
 
 function tempBeside(path: string): string {
   return join(dirname(path), TEMP_PREFIX + randomBytes(8).toString('hex'));
+}
+
+/** Best-effort removal of our own temp file: the error that brought us here matters more. */
+async function discard(path: string): Promise<void> {
+  await rm(path, { force: true }).catch(() => {});
 }
 
 async function writeSynced(path: string, text: string): Promise<void> {
