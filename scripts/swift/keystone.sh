@@ -230,6 +230,9 @@ start() {
   [ -f "$DIR/.setup-done" ] || rm -f "$DIR/.keystone-ready"
   setup_keystone
   mkdir -p "$DIR/log"
+  # With SQLite's default journal a reader Keystone leaves open blocks every later commit
+  # ("database is locked"); in WAL mode readers never block the writer.
+  /usr/bin/python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute("PRAGMA journal_mode=WAL")' "$DIR/keystone.db"
   # fd 9 is the start lock: a server holding it would block every later start.
   keystone-wsgi-public --port "$KS_PORT" --host 127.0.0.1 </dev/null >"$DIR/log/keystone.log" 2>&1 9>&- &
   echo $! >"$DIR/keystone.pid"

@@ -27,6 +27,44 @@ export function ensureSwiftRegions(): Promise<void> {
   return started;
 }
 
+let keystone: Promise<void> | null = null;
+
+/**
+ * Starts (or checks) the real Keystone of scripts/swift/keystone.sh on 127.0.0.1:35357 and its
+ * Keystone-authenticated Swift proxy on 127.0.0.1:8083 (region1's servers), once per process.
+ */
+export function ensureKeystone(): Promise<void> {
+  keystone ??= promisify(execFile)('bash', [resolve(ROOT, 'scripts/swift/keystone.sh'), 'start'], {
+    cwd: ROOT,
+    timeout: 15 * 60_000,
+  }).then(
+    () => undefined,
+    (err) => {
+      keystone = null;
+      throw new Error(`scripts/swift/keystone.sh start failed: ${err.stderr || err.message}`);
+    },
+  );
+  return keystone;
+}
+
+export const KEYSTONE_URL = 'http://127.0.0.1:35357/v3';
+
+/** Keystone v3 password auth of the "tern" user and project; RegionOne's public endpoint. */
+export function keystoneConfig(container = 'database_backups'): SwiftDriverConfig {
+  return {
+    authUrl: KEYSTONE_URL,
+    authVersion: '3',
+    user: 'tern',
+    key: 'ternpass',
+    userDomain: 'Default',
+    projectName: 'tern',
+    projectDomain: 'Default',
+    regionName: 'RegionOne',
+    interface: 'public',
+    container,
+  };
+}
+
 export function swiftProxyUrl(region: 1 | 2): string {
   return `http://127.0.0.1:${8080 + region}`;
 }

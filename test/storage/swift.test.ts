@@ -6,7 +6,15 @@ import { IntegrityError, isTransient, ObjectNotFound, StorageAuthFailed, Storage
 import { SwiftDriver, type SwiftDriverConfig } from '../../src/storage/drivers/swift.ts';
 import { segmentKey } from '../../src/storage/keys.ts';
 import { manifestEtag } from '../../src/streams/swift-etag.ts';
-import { ensureSwiftRegions, FaultProxy, swiftConfig, swiftProxyUrl } from '../helpers/swift.ts';
+import {
+  ensureKeystone,
+  ensureSwiftRegions,
+  FaultProxy,
+  KEYSTONE_URL,
+  keystoneConfig,
+  swiftConfig,
+  swiftProxyUrl,
+} from '../helpers/swift.ts';
 import { chunked, md5, readAll, storageContract } from './contract.ts';
 
 // Real Swift: the two loopback regions of scripts/swift-regions.sh, each test in its own random
@@ -307,5 +315,145 @@ describe('SwiftDriver behind a faulty connection', () => {
     assert.ok(err instanceof StorageAuthFailed, `unexpected ${err}`);
     assert.equal(proxy.authRequests, 2, 'one re-authentication, not more');
     assert.equal((await driver.head('warm-up'))?.size, 1);
+  });
+});
+
+describe('SwiftDriver with Keystone v3 (a real Keystone and a Keystone-authenticated Swift proxy)', () => {
+  const ksContainers: { config: SwiftDriverConfig }[] = [];
+  let userToken: string;
+  let userId: string;
+  let projectId: string;
+
+  /** Keystone's own API, for what the test sets up behind the driver's back. */
+  async function keystoneCall(method: string, path: string, body?: unknown, token?: string): Promise<Response> {
+    for (let attempt = 0; ; attempt++) {
+      const res = await fetch(`${KEYSTONE_URL}${path}`, {
+        method,
+        headers: { 'content-type': 'application/json', ...(token ? { 'x-auth-token': token } : {}) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      // Keystone on SQLite now and then answers 500 "database is locked"; it passes.
+      if (res.status !== 500 || attempt === 4) return res;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  function ksDriver(overrides: Partial<SwiftDriverConfig> = {}): SwiftDriver {
+    const config = { ...keystoneConfig(`tern-test-${randomBytes(6).toString('hex')}`), ...overrides };
+    ksContainers.push({ config });
+    return driverFor(config);
+  }
+
+  before(async () => {
+    await ensureKeystone();
+    const res = await keystoneCall('POST', '/auth/tokens', {
+      auth: {
+        identity: {
+          methods: ['password'],
+          password: { user: { name: 'tern', domain: { name: 'Default' }, password: 'ternpass' } },
+        },
+        scope: { project: { name: 'tern', domain: { name: 'Default' } } },
+      },
+    });
+    assert.equal(res.status, 201);
+    userToken = res.headers.get('x-subject-token')!;
+    const body = (await res.json()) as { token: { user: { id: string }; project: { id: string } } };
+    userId = body.token.user.id;
+    projectId = body.token.project.id;
+  });
+
+  after(async () => {
+    for (const { config } of ksContainers) {
+      const cleaner = new SwiftDriver({ ...keystoneConfig(config.container), storageUrl: config.storageUrl });
+      try {
+        await cleaner.connect();
+        for await (const o of cleaner.list('')) await cleaner.delete(o.key);
+        await fetch(cleaner.endpoint, { method: 'DELETE', headers: { 'x-auth-token': userToken } });
+      } finally {
+        await cleaner.close();
+      }
+    }
+  });
+
+  it('authenticates with a password, takes the object-store endpoint of its region, and works', async () => {
+    const driver = ksDriver();
+    assert.throws(() => driver.endpoint, /connect/);
+    assert.equal(driver.keyOf(`http://127.0.0.1:8083/v1/AUTH_${projectId}/${driver.container}/x`), null);
+    await driver.connect();
+    assert.equal(driver.endpoint, `http://127.0.0.1:8083/v1/AUTH_${projectId}/${driver.container}/`);
+    const parts = [randomBytes(100_000), randomBytes(5)];
+    const segments = [];
+    for (const [i, part] of parts.entries()) {
+      const res = await driver.put(segmentKey('ks', i + 1), chunked(part), { md5: md5(part) });
+      segments.push({ key: segmentKey('ks', i + 1), ...res });
+    }
+    const put = await driver.putManifest('ks.tar.gz', segments, { metadata: { datastore: 'postgresql' } });
+    assert.equal(put.etag, manifestEtag(parts.map(md5)));
+    assert.deepEqual(await readAll(driver, 'ks.tar.gz'), Buffer.concat(parts));
+    assert.equal((await driver.head('ks.tar.gz'))?.metadata.datastore, 'postgresql');
+    assert.equal(driver.keyOf(driver.locationOf('ks.tar.gz')), 'ks.tar.gz');
+    await driver.delete('ks.tar.gz');
+    assert.equal(await driver.head(segments[0].key), null);
+  });
+
+  it('chooses the endpoint by region and interface', async () => {
+    const two = ksDriver({ regionName: 'RegionTwo' });
+    await two.connect();
+    assert.equal(two.endpoint, `http://127.0.0.1:8084/v1/AUTH_${projectId}/${two.container}/`);
+    const internal = ksDriver({ interface: 'internal' });
+    await internal.connect();
+    assert.equal(internal.endpoint, `http://127.0.0.1:8083/v1/AUTH_${projectId}/${internal.container}/`);
+    const none = ksDriver({ regionName: 'RegionTwo', interface: 'internal' });
+    await assert.rejects(none.connect(), (err: Error) => err instanceof StorageAuthFailed && /RegionTwo/.test(err.message));
+    const pinned = ksDriver({ storageUrl: `http://127.0.0.1:8083/v1/AUTH_${projectId}`, regionName: 'RegionTwo' });
+    assert.equal(pinned.endpoint, `http://127.0.0.1:8083/v1/AUTH_${projectId}/${pinned.container}/`);
+    assert.equal(await pinned.head('nothing-here'), null);
+  });
+
+  it('refuses a wrong password with StorageAuthFailed and never shows it', async () => {
+    const secret = `wrong-${randomBytes(8).toString('hex')}`;
+    const driver = ksDriver({ key: secret });
+    const err = await driver.head('x').catch((e) => e);
+    assert.ok(err instanceof StorageAuthFailed, `unexpected ${err}`);
+    assert.ok(!err.message.includes(secret) && !String(err.stack).includes(secret), err.message);
+  });
+
+  it('authenticates with an existing token', async () => {
+    const driver = ksDriver({ user: undefined, userDomain: undefined, key: userToken });
+    await driver.put('by-token', Readable.from([Buffer.from('token')]));
+    assert.equal((await driver.head('by-token'))?.size, 5);
+  });
+
+  it('authenticates with an application credential', async () => {
+    const name = `tern-test-${randomBytes(4).toString('hex')}`;
+    const res = await keystoneCall(
+      'POST',
+      `/users/${userId}/application_credentials`,
+      { application_credential: { name } },
+      userToken,
+    );
+    assert.equal(res.status, 201);
+    const { application_credential: cred } = (await res.json()) as { application_credential: { id: string; secret: string } };
+    try {
+      const driver = ksDriver({
+        user: undefined,
+        key: undefined,
+        projectName: undefined,
+        applicationCredentialId: cred.id,
+        applicationCredentialSecret: cred.secret,
+      });
+      await driver.put('by-app-cred', Readable.from([Buffer.from('app')]));
+      assert.equal((await driver.head('by-app-cred'))?.size, 3);
+      assert.equal(driver.endpoint, `http://127.0.0.1:8083/v1/AUTH_${projectId}/${driver.container}/`);
+      const wrong = ksDriver({
+        user: undefined,
+        key: undefined,
+        applicationCredentialId: cred.id,
+        applicationCredentialSecret: 'nope',
+      });
+      await assert.rejects(wrong.connect(), StorageAuthFailed);
+    } finally {
+      await keystoneCall('DELETE', `/users/${userId}/application_credentials/${cred.id}`, undefined, userToken);
+    }
   });
 });

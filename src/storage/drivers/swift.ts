@@ -98,7 +98,7 @@ export class SwiftDriver implements StorageDriver {
   }
 
   async head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null> {
-    const what = `head ${this.locationOf(key)}`;
+    const what = await this.describe('head', key, signal);
     const res = await this.client.send({ what, method: 'HEAD', path: this.objectPath(key), replayable: true, signal });
     if (res.statusCode === 404) {
       await drain(res);
@@ -111,7 +111,7 @@ export class SwiftDriver implements StorageDriver {
 
   async get(key: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<Readable> {
     const { range, signal } = options;
-    const what = `get ${this.locationOf(key)}`;
+    const what = await this.describe('get', key, signal);
     const headers: Record<string, string> = {};
     if (range) {
       if (!Number.isSafeInteger(range.start) || !Number.isSafeInteger(range.end) || range.start < 0 || range.end < range.start) {
@@ -140,7 +140,7 @@ export class SwiftDriver implements StorageDriver {
     let what = `put ${key}`;
     let headers: Record<string, string>;
     try {
-      what = `put ${this.locationOf(key)}`;
+      what = await this.describe('put', key, signal);
       signal?.throwIfAborted();
       if (md5 !== undefined && !MD5_HEX.test(md5.toLowerCase())) throw new BadRequest(`${what}: md5 must be 32 hex digits`);
       headers = { 'content-type': 'application/octet-stream', ...metadataHeaders(metadata, what) };
@@ -201,7 +201,7 @@ export class SwiftDriver implements StorageDriver {
   }
 
   async delete(key: string, signal?: AbortSignal): Promise<void> {
-    const what = `delete ${this.locationOf(key)}`;
+    const what = await this.describe('delete', key, signal);
     // Manifests first (they take their segments along); Swift says when the object is plain.
     const res = await this.deleteRequest(what, `${this.objectPath(key)}?multipart-manifest=delete`, signal);
     if (res.statusCode === 404 || res.statusCode === 204) return drain(res);
@@ -227,6 +227,7 @@ export class SwiftDriver implements StorageDriver {
 
   async *list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo> {
     if (prefix !== '') assertSafeKey(prefix);
+    await this.describe('list', 'x', signal);
     const what = `list ${this.endpoint}${encodePath(prefix)}`;
     let marker = '';
     for (;;) {
@@ -244,7 +245,7 @@ export class SwiftDriver implements StorageDriver {
   }
 
   async segments(key: string, signal?: AbortSignal): Promise<SegmentInfo[] | null> {
-    const what = `segments of ${this.locationOf(key)}`;
+    const what = await this.describe('segments of', key, signal);
     const path = `${this.objectPath(key)}?multipart-manifest=get`;
     const res = await this.client.send({ what, method: 'GET', path, replayable: true, signal });
     if (res.statusCode === 404) {
@@ -279,7 +280,7 @@ export class SwiftDriver implements StorageDriver {
     segments: SegmentInfo[],
     options: { metadata?: ObjectMetadata; signal?: AbortSignal } = {},
   ): Promise<PutResult> {
-    const what = `put manifest ${this.locationOf(key)}`;
+    const what = await this.describe('put manifest', key, options.signal);
     if (segments.length === 0) throw new BadRequest(`${what}: a manifest needs at least one segment`);
     for (const s of segments) {
       assertSafeKey(s.key);
@@ -353,6 +354,13 @@ export class SwiftDriver implements StorageDriver {
     const res = await this.client.send({ what, method: 'PUT', path: this.containerPath(), replayable: true, signal });
     if (res.statusCode !== 201 && res.statusCode !== 202) throw await unexpected(res, what);
     await drain(res);
+  }
+
+  /** "<op> <location>" for messages; with Keystone the location is known once authenticated. */
+  private async describe(op: string, key: string, signal?: AbortSignal): Promise<string> {
+    assertSafeKey(key);
+    if (!this.fixedEndpoint) await this.client.auth.session(signal);
+    return `${op} ${this.locationOf(key)}`;
   }
 
   private endpointOf(storageUrl: string): string {
