@@ -72,7 +72,7 @@ describe('FsDriver on a real folder', () => {
   });
 
   it('reads a file dropped in by hand as a plain object, and ignores a stale sidecar', async () => {
-    const dropped = Buffer.from('copied in by an operator');
+    const dropped = randomBytes(300 * 1024);
     writeFileSync(join(root, CONTAINER, 'by-hand'), dropped);
     const plain = await driver.head('by-hand');
     assert.equal(plain?.size, dropped.length);
@@ -85,6 +85,19 @@ describe('FsDriver on a real folder', () => {
     const info = await driver.head('replaced');
     assert.equal(info?.etag, md5(other));
     assert.deepEqual(info?.metadata, {});
+  });
+
+  it('keeps the recorded etag when bytes rot in place, so a verifying reader notices', async () => {
+    const data = randomBytes(100_000);
+    await driver.put('rotten', Readable.from([data]), { metadata: { lsn: '7' } });
+    const path = join(root, CONTAINER, 'rotten');
+    const bytes = readFileSync(path);
+    bytes[500] ^= 0xff;
+    writeFileSync(path, bytes);
+    const info = await driver.head('rotten');
+    assert.equal(info?.etag, md5(data));
+    assert.deepEqual(info?.metadata, { lsn: '7' });
+    assert.notEqual(md5(await readAll(driver, 'rotten')), info?.etag);
   });
 
   it('refuses keys a file system cannot hold distinctly', async () => {

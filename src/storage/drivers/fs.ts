@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants, type Dirent, type Stats } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -28,9 +28,10 @@ import { assertSafeKey } from '../keys.ts';
 //
 // Writes go to ".tmp-<random>" beside the target, are fsynced and checked, the sidecar is written,
 // then the file is renamed into place: readers see the old object or the new one, never a part.
-// The sidecar records the inode, size and mtime of the file it describes; a sidecar that does not
-// match (a crash between the two renames, a file dropped in by hand) is ignored and the object is
-// read as plain bytes without metadata.
+// The sidecar records the inode and size of the file it describes; a sidecar that does not match
+// (a crash between the two renames, a file dropped in by hand) is ignored and the object is read
+// as plain bytes without metadata. Bytes changed in place keep the recorded etag, as a Swift
+// object's ETag outlives bit rot, so readers that verify notice the damage.
 
 export interface FsDriverConfig {
   root: string;
@@ -40,7 +41,6 @@ export interface FsDriverConfig {
 interface Sidecar {
   ino: number;
   fileSize: number;
-  mtimeMs: number;
   size: number;
   etag: string;
   metadata: ObjectMetadata;
@@ -300,9 +300,13 @@ export class FsDriver implements StorageDriver {
         lastModified,
       };
     // No trustworthy sidecar: the bytes are all we know, so their MD5 is the etag.
-    const digest = createDigestStream();
-    await pipeline(handle.createReadStream({ autoClose: false, emitClose: false, start: 0 }), digest, { signal });
-    return { key, size: digest.bytes, etag: digest.md5(), metadata: {}, segmented: false, lastModified };
+    const md5 = createHash('md5');
+    let size = 0;
+    for await (const chunk of handle.createReadStream({ autoClose: false, emitClose: false, start: 0, signal })) {
+      md5.update(chunk);
+      size += chunk.length;
+    }
+    return { key, size, etag: md5.digest('hex'), metadata: {}, segmented: false, lastModified };
   }
 
   /** The sidecar of key, if it describes exactly this file. */
@@ -318,8 +322,7 @@ export class FsDriver implements StorageDriver {
     } catch {
       return null;
     }
-    const matches = meta.ino === stat.ino && meta.fileSize === stat.size && meta.mtimeMs === stat.mtimeMs;
-    return matches ? meta : null;
+    return meta.ino === stat.ino && meta.fileSize === stat.size ? meta : null;
   }
 
   /** Writes the sidecar for the finished temp file, then renames the file into place. */
@@ -336,7 +339,7 @@ export class FsDriver implements StorageDriver {
     } finally {
       await handle.close();
     }
-    const sidecar: Sidecar = { ino: stat.ino, fileSize: stat.size, mtimeMs: stat.mtimeMs, ...fields };
+    const sidecar: Sidecar = { ino: stat.ino, fileSize: stat.size, ...fields };
     const metaPath = join(this.metaDir, key);
     await mkdir(dirname(metaPath), { recursive: true });
     const metaTmp = tempBeside(metaPath);
