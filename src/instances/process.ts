@@ -1,0 +1,154 @@
+import { readFileSync } from 'node:fs';
+import { lchown, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BadRequest } from '../errors.ts';
+
+// Small OS helpers for running database servers as their own system users, watching their
+// processes by PID, and keeping secret files private.
+
+export interface OsUser {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/** Looks a system user up in /etc/passwd (Node has no getpwnam). */
+export function lookupUser(name: string): OsUser {
+  for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+    const [user, , uid, gid, , home] = line.split(':');
+    if (user === name) return { name, uid: Number(uid), gid: Number(gid), home: home || '/' };
+  }
+  throw new Error(`system user "${name}" does not exist (is the datastore package installed?)`);
+}
+
+/**
+ * The user a server and its files belong to: the datastore's system user when Tern runs as root
+ * (mariadbd and postgres refuse root), or null for "whoever runs Tern".
+ */
+export function serviceUser(name: 'mysql' | 'postgres'): OsUser | null {
+  return isRoot() ? lookupUser(name) : null;
+}
+
+/** A minimal environment for child processes: none of Tern's own variables (which may hold secrets). */
+export function childEnv(user: OsUser | null, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    LANG: 'C.UTF-8',
+    HOME: user?.home ?? process.env.HOME ?? '/tmp',
+    ...extra,
+  };
+}
+
+/** True while the process exists and is not a zombie. */
+export function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The state letter follows the command name, which is in parentheses and may contain spaces.
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** The command line of a process, or null when it is gone. */
+export function commandLine(pid: number): string[] | null {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  } catch {
+    return null;
+  }
+}
+
+/** Waits until the process is gone; false on timeout. */
+export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (isRunning(pid)) {
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
+/** Sends `signal`, waits up to timeoutMs, then SIGKILLs. Only ever called with PIDs we started. */
+export async function terminate(pid: number, signal: NodeJS.Signals, timeoutMs = 60_000): Promise<void> {
+  if (!isRunning(pid)) return;
+  try {
+    process.kill(pid, signal);
+  } catch {
+    return; // already gone
+  }
+  if (await waitForExit(pid, timeoutMs)) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  await waitForExit(pid, 10_000);
+}
+
+/** chown -R without following symlinks. */
+export async function chownTree(path: string, user: OsUser): Promise<void> {
+  await lchown(path, user.uid, user.gid);
+  const entries = await readdir(path, { recursive: true });
+  for (const entry of entries) await lchown(join(path, entry), user.uid, user.gid);
+}
+
+/**
+ * Fails with a clear message when `user` cannot reach `dir` (e.g. a 0700 mkdtemp parent owned by
+ * root), instead of a server that dies with "Permission denied" deep in its log.
+ */
+export async function assertReachable(dir: string, user: OsUser | null): Promise<void> {
+  if (!user) return;
+  for (let d = dirname(dir); ; d = dirname(d)) {
+    const s = await stat(d);
+    const canEnter = s.uid === user.uid ? s.mode & 0o100 : s.gid === user.gid ? s.mode & 0o010 : s.mode & 0o001;
+    if (!canEnter)
+      throw new Error(`user ${user.name} cannot enter ${d}; make it traversable (chmod o+x) or choose another folder`);
+    if (d === dirname(d)) return;
+  }
+}
+
+/** A fresh 0700 folder for secret files of one operation; remove it with `rm(dir, {recursive})`. */
+export function privateTempDir(prefix = 'tern-secret-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+/** Writes a 0600 file (owned by `owner` when given); it must not exist yet. */
+export async function writeSecretFile(path: string, content: string, owner: OsUser | null = null): Promise<void> {
+  await writeFile(path, content, { mode: 0o600, flag: 'wx' });
+  if (owner) await lchown(path, owner.uid, owner.gid);
+}
+
+export async function removeQuietly(path: string): Promise<void> {
+  await rm(path, { recursive: true, force: true });
+}
+
+/** What a file gained since `offset`, at most the last 64 KiB (what a server logged during one start). */
+export async function readFrom(path: string, offset: number): Promise<string> {
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    handle = await open(path, 'r');
+    const { size } = await handle.stat();
+    const start = Math.max(offset, size - 64 * 1024, 0);
+    const buf = Buffer.alloc(Math.max(0, size - start));
+    await handle.read(buf, 0, buf.length, start);
+    return buf.toString('utf8');
+  } catch {
+    return '';
+  } finally {
+    await handle?.close();
+  }
+}
+
+/** Passwords go into SQL literals, option files and pgpass lines; refuse what those cannot carry. */
+export function checkPassword(password: string): void {
+  if (typeof password !== 'string' || password.length === 0) throw new BadRequest('password must not be empty');
+  if (/[\0\r\n]/.test(password)) throw new BadRequest('password must not contain NUL or line breaks');
+}
