@@ -1,26 +1,29 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants, type Dirent, type Stats } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { addAbortSignal, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
-import {
-  BadRequest,
-  ConfigError,
-  IntegrityError,
-  InvalidKey,
-  ObjectNotFound,
-  StorageAuthFailed,
-  StorageFull,
-  StorageUnavailable,
-  TernError,
-} from '../../errors.ts';
+import { BadRequest, ConfigError, IntegrityError, InvalidKey, ObjectNotFound } from '../../errors.ts';
 import { createDigestStream } from '../../streams/hash.ts';
 import { manifestEtag } from '../../streams/swift-etag.ts';
 import { verifyDigest } from '../../streams/verify.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
 import { assertSafeKey } from '../keys.ts';
+import {
+  byteSpan,
+  discard,
+  encodeSegment,
+  fsError,
+  isCode,
+  normalize,
+  readManifest,
+  syncDir,
+  TEMP_PREFIX,
+  tempBeside,
+  writeSynced,
+} from './fs-util.ts';
 
 // Objects are files at <root>/<container>/<key>. Each has a sidecar at <root>/.meta/<container>/<key>
 // (JSON: metadata, etag, size, segmented), a tree that mirrors the objects one to one, so no key
@@ -48,7 +51,6 @@ interface Sidecar {
 }
 
 const META_DIR = '.meta';
-const TEMP_PREFIX = '.tmp-';
 const MAX_SEGMENT_SIZE = 5 * 1024 ** 3;
 const MAX_MANIFEST_SEGMENTS = 10_000;
 const MD5_HEX = /^[0-9a-f]{32}$/;
@@ -415,87 +417,4 @@ export class FsDriver implements StorageDriver {
       }
     }
   }
-}
-
-/** Percent-encodes one path segment exactly as a file: URL would. */
-function encodeSegment(segment: string): string {
-  return pathToFileURL(`/${segment}`).href.slice('file:///'.length);
-}
-
-function tempBeside(path: string): string {
-  return join(dirname(path), TEMP_PREFIX + randomBytes(8).toString('hex'));
-}
-
-/** Best-effort removal of our own temp file: the error that brought us here matters more. */
-async function discard(path: string): Promise<void> {
-  await rm(path, { force: true }).catch(() => {});
-}
-
-async function writeSynced(path: string, text: string): Promise<void> {
-  const handle = await open(path, 'wx');
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Makes a rename durable: the directory entry itself must reach the disk. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function readManifest(handle: FileHandle, what: string): Promise<SegmentInfo[]> {
-  try {
-    const parsed = JSON.parse(await handle.readFile('utf8')) as { segments: SegmentInfo[] };
-    if (!Array.isArray(parsed.segments)) throw new Error('no segment list');
-    return parsed.segments.map(({ key, size, etag }) => ({ key, size, etag }));
-  } catch (err) {
-    throw new IntegrityError(`${what}: the manifest is unreadable`, { cause: err });
-  }
-}
-
-/** Inclusive bounds of the bytes to read, clamped to the object; null when there are none. */
-function byteSpan(range: ByteRange | undefined, size: number, what: string): { start: number; end: number } | null {
-  if (!range) return size === 0 ? null : { start: 0, end: size - 1 };
-  const { start, end } = range;
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
-    throw new BadRequest(`${what}: invalid range ${start}-${end}`);
-  }
-  if (start >= size) throw new BadRequest(`${what}: range ${start}-${end} is outside the object (${size} bytes)`);
-  return { start, end: Math.min(end, size - 1) };
-}
-
-function normalize(metadata: ObjectMetadata | undefined): ObjectMetadata {
-  return Object.fromEntries(Object.entries(metadata ?? {}).map(([k, v]) => [k.toLowerCase(), String(v)]));
-}
-
-function isCode(err: unknown, ...codes: string[]): boolean {
-  return codes.includes((err as NodeJS.ErrnoException)?.code ?? '');
-}
-
-/** Maps a file system error to Tern's vocabulary; an abort surfaces as the signal's reason. */
-function fsError(err: unknown, what: string, signal?: AbortSignal): unknown {
-  if (signal?.aborted) return signal.reason ?? err;
-  if (err instanceof TernError || !(err instanceof Error)) return err;
-  const code = (err as NodeJS.ErrnoException).code ?? '';
-  const because = `${what}: ${code}`;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new StorageFull(`${because}, no space left`, { cause: err });
-  if (code === 'ENOENT') return new ObjectNotFound(`${because}, not found`, { cause: err });
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
-    return new StorageAuthFailed(`${because}, not allowed`, { cause: err });
-  }
-  if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST' || code === 'ENAMETOOLONG') {
-    return new InvalidKey(`${because}, the key clashes with another object's path or is too long`, { cause: err });
-  }
-  if (code === 'EIO' || code === 'EMFILE' || code === 'ENFILE' || code === 'EAGAIN' || code === 'EBUSY') {
-    return new StorageUnavailable(`${because}`, { cause: err });
-  }
-  return err;
 }
