@@ -4,6 +4,7 @@ import { type AddressInfo, connect, createServer, type Server, type Socket } fro
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import type { SwiftStorageConfig } from '../../src/config.ts';
 import type { SwiftDriverConfig } from '../../src/storage/drivers/swift.ts';
 
 // The two loopback Swift regions of scripts/swift-regions.sh (region1 on :8081, region2 on :8082),
@@ -71,13 +72,17 @@ export function swiftProxyUrl(region: 1 | 2): string {
 
 /** TempAuth config of a region's test account; container defaults to database_backups. */
 export function swiftConfig(region: 1 | 2, container = 'database_backups'): SwiftDriverConfig {
-  return {
+  // Typed as the tern config entry too: the driver must accept what config.ts validates.
+  const config: SwiftStorageConfig = {
+    driver: 'swift',
     authUrl: `${swiftProxyUrl(region)}/auth/v1.0`,
     authVersion: '1',
     user: 'test:tester',
     key: 'testing',
     container,
+    segmentSize: 64 * 1024 * 1024,
   };
+  return config;
 }
 
 /**

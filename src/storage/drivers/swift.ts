@@ -227,7 +227,7 @@ export class SwiftDriver implements StorageDriver {
 
   async *list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo> {
     if (prefix !== '') assertSafeKey(prefix);
-    await this.describe('list', 'x', signal);
+    await this.ready(signal);
     const what = `list ${this.endpoint}${encodePath(prefix)}`;
     let marker = '';
     for (;;) {
@@ -359,8 +359,12 @@ export class SwiftDriver implements StorageDriver {
   /** "<op> <location>" for messages; with Keystone the location is known once authenticated. */
   private async describe(op: string, key: string, signal?: AbortSignal): Promise<string> {
     assertSafeKey(key);
-    if (!this.fixedEndpoint) await this.client.auth.session(signal);
+    await this.ready(signal);
     return `${op} ${this.locationOf(key)}`;
+  }
+
+  private async ready(signal?: AbortSignal): Promise<void> {
+    if (!this.fixedEndpoint) await this.client.auth.session(signal);
   }
 
   private endpointOf(storageUrl: string): string {
