@@ -12,6 +12,7 @@ import { createLogger } from './logger.ts';
 import { Catalog } from './regions/catalog.ts';
 import type { StorageDriver } from './storage/driver.ts';
 import { FsDriver } from './storage/drivers/fs.ts';
+import { S3Driver } from './storage/drivers/s3.ts';
 import { SwiftDriver } from './storage/drivers/swift.ts';
 
 // The composition root: the only place that builds drivers, services and the job runner.
@@ -33,10 +34,10 @@ export function buildDriver(config: StorageConfig): StorageDriver {
   switch (config.driver) {
     case 'fs':
       return new FsDriver({ root: config.root, container: config.container });
+    case 's3':
+      return new S3Driver(config);
     case 'swift':
       return new SwiftDriver(config);
-    case 's3':
-      throw new Error('the s3 storage driver is not available in this build yet');
   }
 }
 

@@ -40,9 +40,10 @@ for (const dbKind of ['sqlite', 'postgres'] as const) {
     }
 
     async function waitForStatus(id: string, statuses: string[], project = 'p1'): Promise<any> {
+      const token = project === 'p1' ? region.tokens.member : region.tokens.other;
       const deadline = Date.now() + 20_000;
       for (;;) {
-        const res = await region.call('GET', `/v1.0/${project}/backups/${id}`);
+        const res = await region.call('GET', `/v1.0/${project}/backups/${id}`, { token });
         if (statuses.includes(res.body?.backup?.status)) return res.body.backup;
         if (Date.now() > deadline) throw new Error(`backup ${id} still ${res.body?.backup?.status}`);
         await new Promise((r) => setTimeout(r, 50));
