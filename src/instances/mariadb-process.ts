@@ -136,8 +136,8 @@ export async function runMariadb(
   const socket = await chooseSocketDir(layout, options.socketDir);
   await mkdir(socket.dir, { recursive: true });
   if (user) {
-    await assertReachable(layout.dbDir, user);
     for (const dir of [layout.dataDir, layout.runDir, socket.dir]) await chown(dir, user.uid, user.gid);
+    await assertReachable(layout.dbDir, user);
   }
   await chmod(layout.dataDir, 0o750);
   const extraArgs = options.extraArgs ?? [];

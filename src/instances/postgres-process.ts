@@ -95,8 +95,8 @@ export async function runPostgres(dataDir: string, options: PostgresRunOptions =
   const socket = await chooseSocketDir(layout, options.socketDir);
   await mkdir(socket.dir, { recursive: true });
   if (user) {
-    await assertReachable(layout.dbDir, user);
     for (const dir of [layout.dataDir, layout.runDir, socket.dir, layout.dbDir]) await chown(dir, user.uid, user.gid);
+    await assertReachable(layout.dbDir, user);
   }
   await chmod(layout.dataDir, 0o750);
   await chmod(layout.dbDir, 0o700); // postgres refuses a data folder others can read

@@ -92,8 +92,8 @@ export function stopChild(child: ChildProcess): void {
 }
 
 export interface RunToolOptions extends ToolOptions {
-  /** Streamed into the tool's stdin. */
-  input?: Readable;
+  /** Streamed into the tool's stdin: a source, optionally followed by transforms (e.g. gunzip). */
+  input?: Readable | Array<NodeJS.ReadableStream | NodeJS.ReadWriteStream>;
   /** The run only counts as a success when the log matches this too (e.g. /completed OK!/). */
   okPattern?: RegExp;
 }
@@ -103,14 +103,16 @@ export async function runTool(cmd: string, args: string[], options: RunToolOptio
   const tool = spawnTool(cmd, args, { ...options, stdin: options.input ? 'pipe' : (options.stdin ?? 'ignore') });
   let inputError: unknown = null;
   const feeding = options.input
-    ? pipeline(options.input, tool.stdin!).catch((err) => {
+    ? pipeline([...(Array.isArray(options.input) ? options.input : [options.input]), tool.stdin!]).catch((err) => {
         inputError = err;
         stopChild(tool.child);
       })
     : Promise.resolve();
   const [exit] = await Promise.all([tool.exited, feeding]);
   if (options.signal?.aborted) throw new Cancelled(`${tool.name} was cancelled`);
-  // A tool that exits early closes its stdin (EPIPE); its own error line explains more than ours.
+  // When the input failed we stopped the tool: the input's error is the cause. When the tool
+  // failed first, our side only saw EPIPE: the tool's own error line explains more.
+  if (inputError && exit.signal) throw inputError;
   const failure = checkExit(tool.name, exit, options.okPattern);
   if (failure) throw failure;
   if (inputError) throw inputError;
@@ -146,4 +148,31 @@ function cleanLine(line: string): string {
     .replace(/^\d{4}-\d{2}-\d{2}\s+\d{1,2}:\d{2}:\d{2}(\.\d+)?( UTC)?\s+(\d+\s+)?/, '') // timestamps (+ thread id)
     .replace(/^\[\d+\]\s+/, '') // postgres [pid] after its timestamp
     .trim();
+}
+
+/**
+ * Pipes a tool's stdout into `sink` and ends the sink only after the tool succeeded, so whoever
+ * reads the sink never sees a clean end of a failed run: on failure the sink is destroyed with the
+ * ToolError (or Cancelled). Destroying the sink early stops the tool.
+ */
+export async function streamToolInto(
+  tool: ToolProcess,
+  sink: Writable,
+  options: { okPattern?: RegExp; signal?: AbortSignal } = {},
+): Promise<ToolExit> {
+  const stopTool = () => stopChild(tool.child);
+  sink.once('close', stopTool);
+  tool.stdout!.pipe(sink, { end: false });
+  const exit = await tool.exited;
+  sink.off('close', stopTool);
+  let failure: Error | null = null;
+  if (options.signal?.aborted) failure = new Cancelled(`${tool.name} was cancelled`);
+  else if (sink.destroyed) failure = new Cancelled(`the output of ${tool.name} was closed before the end`);
+  else failure = checkExit(tool.name, exit, options.okPattern);
+  if (failure) {
+    sink.destroy(failure);
+    throw failure;
+  }
+  sink.end();
+  return exit;
 }
