@@ -1,0 +1,121 @@
+import type { Db } from '../../db/connect.ts';
+import { finishedParts, recordPart } from '../../db/repos/transfer-parts.ts';
+import { IntegrityError, TernError } from '../../errors.ts';
+import type { ObjectMetadata, PutResult, SegmentInfo, StorageDriver } from '../../storage/driver.ts';
+import { segmentKey } from '../../storage/keys.ts';
+
+// Copies a large object segment by segment, N at a time. Each segment is streamed from the source
+// straight into the target with its expected MD5 and size, so the target refuses bad bytes; each
+// finished segment is recorded, and that record is the resume point of a retried job.
+
+export interface SegmentCopy {
+  db: Db;
+  backupId: string;
+  /** Source region name, for messages. */
+  region: string;
+  source: StorageDriver;
+  target: StorageDriver;
+  segments: SegmentInfo[];
+  parallelism: number;
+  signal: AbortSignal;
+  /** Called after each segment is safely in the target (copied now or found from an earlier run). */
+  onSegmentDone(size: number, copied: boolean): Promise<void>;
+}
+
+/** Copies every segment not already in the target; returns the target's segment list for the manifest. */
+export async function copySegments(c: SegmentCopy): Promise<SegmentInfo[]> {
+  const recorded = new Map((await finishedParts(c.db.kysely, c.backupId)).map((p) => [p.part_number, p]));
+  const total = c.segments.length;
+  const planned = c.segments.map((seg, i) => ({ n: i + 1, seg, key: segmentKey(c.backupId, i + 1) }));
+  await runBounded(planned, c.parallelism, c.signal, async ({ n, seg, key }, signal) => {
+    const part = recorded.get(n);
+    if (part && part.key === key && part.etag === seg.etag && part.size === seg.size) {
+      // Recorded by an earlier run; trust it only if the target still holds exactly those bytes.
+      const there = await c.target.head(key, signal);
+      if (there && there.etag === seg.etag && there.size === seg.size) {
+        await c.onSegmentDone(seg.size, false);
+        return;
+      }
+    }
+    try {
+      const body = await c.source.get(seg.key, { signal });
+      try {
+        await c.target.put(key, body, { md5: seg.etag, size: seg.size, signal });
+      } finally {
+        // A PUT that failed before reading must not leave the source stream open.
+        body.destroy();
+      }
+    } catch (err) {
+      throw withContext(err, `copying segment ${n} of ${total} from ${c.region}`);
+    }
+    await recordPart(c.db.kysely, { backup_id: c.backupId, part_number: n, key, size: seg.size, etag: seg.etag });
+    await c.onSegmentDone(seg.size, true);
+  });
+  return planned.map(({ key, seg }) => ({ key, size: seg.size, etag: seg.etag }));
+}
+
+/** Publishes the manifest and checks it has the source's checksum. */
+export async function putVerifiedManifest(
+  target: StorageDriver,
+  key: string,
+  segments: SegmentInfo[],
+  expected: { etag: string; size: number },
+  options: { metadata: ObjectMetadata; signal: AbortSignal },
+): Promise<PutResult> {
+  const result = await target.putManifest(key, segments, options);
+  if (result.etag !== expected.etag || result.size !== expected.size) {
+    throw new IntegrityError(
+      `checksum mismatch on the copied manifest: expected ${expected.etag} (${expected.size} bytes), got ${result.etag} (${result.size} bytes)`,
+    );
+  }
+  return result;
+}
+
+/**
+ * Runs work over items with at most `limit` at once. The first failure stops new work and aborts
+ * the work in flight; the call settles only when nothing is running any more.
+ */
+export async function runBounded<T>(
+  items: readonly T[],
+  limit: number,
+  signal: AbortSignal,
+  work: (item: T, signal: AbortSignal) => Promise<void>,
+): Promise<void> {
+  signal.throwIfAborted();
+  const controller = new AbortController();
+  const forward = () => controller.abort(signal.reason);
+  signal.addEventListener('abort', forward, { once: true });
+  let next = 0;
+  let failed = false;
+  let firstError: unknown;
+  const worker = async () => {
+    while (!failed && !controller.signal.aborted && next < items.length) {
+      const item = items[next++];
+      try {
+        await work(item, controller.signal);
+      } catch (err) {
+        if (!failed) {
+          failed = true;
+          firstError = err;
+          controller.abort(err);
+        }
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  } finally {
+    signal.removeEventListener('abort', forward);
+  }
+  // An outside abort (cancel, shutdown, lost lease) is reported as such, not as the AbortError it caused.
+  signal.throwIfAborted();
+  if (failed) throw firstError;
+}
+
+/** The same kind of error (so retry rules still apply) with where it happened in front. */
+export function withContext(err: unknown, where: string): unknown {
+  if (!(err instanceof TernError)) return err;
+  const Kind = err.constructor as new (message: string, options?: { cause?: unknown }) => TernError;
+  const what = err instanceof IntegrityError ? 'checksum or size mismatch ' : '';
+  return new Kind(`${what}${where}: ${err.message}`, { cause: err });
+}

@@ -1,0 +1,230 @@
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from 'pino';
+import type { Db } from '../../db/connect.ts';
+import { findBackup, transitionBackup, updateBackupProgress } from '../../db/repos/backups.ts';
+import { forgetParts } from '../../db/repos/transfer-parts.ts';
+import { BadRequest, Cancelled, IntegrityError, ObjectNotFound, OverLimit } from '../../errors.ts';
+import type { JobHandler } from '../../jobs/types.ts';
+import type { Catalog } from '../../regions/catalog.ts';
+import type { ObjectInfo, ObjectMetadata, PutResult, SegmentInfo, StorageDriver } from '../../storage/driver.ts';
+import { createProgressStream } from '../../streams/progress.ts';
+import { PROJECT_META, segmentPrefix, targetKeyFor } from '../object-names.ts';
+import { copySegments, putVerifiedManifest, withContext } from './copy-segments.ts';
+
+// The 'backup.copy' job: creates a backup in this region from a backup object in a trusted
+// region's storage. Safe to run again: finished segments are recorded and skipped, and a
+// finished backup is left alone. On final failure (onGiveUp) everything written is removed.
+
+export interface CopyTaskDeps {
+  db: Db;
+  catalog: Catalog;
+  /** This region's storage. */
+  target: StorageDriver;
+  /** Segments copied at once. */
+  parallelism: number;
+  logger?: Pick<Logger, 'info' | 'warn'>;
+}
+
+export interface CopyPayload {
+  backupId: string;
+}
+
+const DONE_STATUSES = new Set(['COMPLETED', 'FAILED', 'DELETE_FAILED']);
+const CLEANUP_TIMEOUT_MS = 120_000;
+const MAX_REASON = 500;
+
+export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
+  const { db, catalog, target, logger } = deps;
+  const parallelism = Math.max(1, Math.floor(deps.parallelism));
+
+  async function run({ backupId }: CopyPayload, signal: AbortSignal): Promise<void> {
+    const row = await findBackup(db.kysely, backupId);
+    if (!row || DONE_STATUSES.has(row.status)) return;
+    if (!row.source_location) throw new BadRequest(`backup ${backupId} has no source location to copy from`);
+    if (!(await transitionBackup(db.kysely, backupId, 'BUILDING'))) return;
+
+    const { region, driver: source, key: sourceKey } = catalog.resolve(row.source_location);
+    const head = await source.head(sourceKey, signal);
+    if (!head) throw new ObjectNotFound(`source backup object ${row.source_location} not found in ${region}`);
+    if (row.source_checksum && row.source_checksum !== head.etag) {
+      throw new IntegrityError(
+        `source backup object in ${region} changed since the copy was requested: checksum was ${row.source_checksum}, is ${head.etag}`,
+      );
+    }
+    const targetKey = targetKeyFor(sourceKey, backupId);
+    const metadata: ObjectMetadata = { ...head.metadata, [PROJECT_META]: row.project_id };
+    const progress = progressReporter(db, backupId, head.size, logger);
+    await progress.report();
+
+    const segments = await source.segments(sourceKey, signal);
+    await checkLimits(segments, head.size);
+    let result: PutResult;
+    if (segments) {
+      const copied = await copySegments({
+        db,
+        backupId,
+        region,
+        source,
+        target,
+        segments,
+        parallelism,
+        signal,
+        onSegmentDone: (size, fresh) => progress.add(size, fresh),
+      });
+      result = await putVerifiedManifest(target, targetKey, copied, head, { metadata, signal });
+    } else {
+      result = await copyPlain({ source, sourceKey, head, targetKey, region }, metadata, progress, signal);
+    }
+
+    const completed = await transitionBackup(db.kysely, backupId, 'COMPLETED', {
+      location: target.locationOf(targetKey),
+      size_bytes: result.size,
+      checksum: result.etag,
+      source_checksum: head.etag,
+      source_region: row.source_region ?? region,
+      metadata: JSON.stringify(metadata),
+      progress_done: result.size,
+      progress_total: result.size,
+      fail_reason: null,
+    });
+    await forgetParts(db.kysely, backupId);
+    if (!completed) {
+      // Deleted or failed by someone else while we copied: what we wrote belongs to no backup.
+      const now = await findBackup(db.kysely, backupId);
+      if (now?.status !== 'COMPLETED') await removeWritten(backupId);
+      logger?.warn({ backupId, status: now?.status ?? 'deleted' }, 'backup moved away while copying; copy discarded');
+      return;
+    }
+    logger?.info({ backupId, region, bytes: result.size, segments: segments?.length ?? 0 }, 'backup copied');
+  }
+
+  /** Fails before copying anything when the target could not hold the object as the source splits it. */
+  async function checkLimits(segments: SegmentInfo[] | null, size: number): Promise<void> {
+    const { maxSegmentSize, maxManifestSegments } = await target.limits();
+    const largest = segments ? Math.max(0, ...segments.map((s) => s.size)) : size;
+    if (largest > maxSegmentSize) {
+      throw new OverLimit(
+        `the source has a ${segments ? 'segment' : 'single object'} of ${largest} bytes; this region's storage takes at most ${maxSegmentSize} bytes in one piece`,
+      );
+    }
+    if (segments && segments.length > maxManifestSegments) {
+      throw new OverLimit(
+        `the source has ${segments.length} segments; this region's storage joins at most ${maxManifestSegments} in one manifest`,
+      );
+    }
+  }
+
+  /** Plain (single) object: one streamed PUT checked against the source's MD5 and size. */
+  async function copyPlain(
+    c: { source: StorageDriver; sourceKey: string; head: ObjectInfo; targetKey: string; region: string },
+    metadata: ObjectMetadata,
+    progress: Progress,
+    signal: AbortSignal,
+  ): Promise<PutResult> {
+    // Ranged parallel parts for big plain objects come later; they will plug in here.
+    try {
+      const body = await c.source.get(c.sourceKey, { signal });
+      const counted = progress.counter();
+      // Errors on either side reach the PUT through the destroyed counter stream.
+      pipeline(body, counted).catch(() => {});
+      try {
+        const result = await target.put(c.targetKey, counted, { md5: c.head.etag, size: c.head.size, metadata, signal });
+        await progress.settled();
+        return result;
+      } finally {
+        // A PUT that failed before reading must not leave the source stream (and its handle) open.
+        counted.destroy();
+      }
+    } catch (err) {
+      signal.throwIfAborted();
+      throw withContext(err, `copying ${c.sourceKey} from ${c.region}`);
+    }
+  }
+
+  /** Removes the manifest and every segment written for this backup. Returns the keys it could not remove. */
+  async function removeWritten(backupId: string): Promise<string[]> {
+    const signal = AbortSignal.timeout(CLEANUP_TIMEOUT_MS);
+    const keys: string[] = [];
+    // "<id>" alone, "<id>.<suffix>" (the manifest or plain object) and "<id>_<n>" (segments).
+    for await (const obj of target.list(backupId, signal)) {
+      const rest = obj.key.slice(backupId.length);
+      if (rest === '' || rest.startsWith('.') || obj.key.startsWith(segmentPrefix(backupId))) keys.push(obj.key);
+    }
+    // Manifests first: deleting one also deletes its segments.
+    keys.sort((a, b) => Number(a.startsWith(segmentPrefix(backupId))) - Number(b.startsWith(segmentPrefix(backupId))));
+    const missed: string[] = [];
+    for (const key of keys) {
+      try {
+        await target.delete(key, signal);
+      } catch (err) {
+        missed.push(key);
+        logger?.warn({ backupId, key, err: oneLine(err) }, 'could not remove an object of a failed copy');
+      }
+    }
+    return missed;
+  }
+
+  return {
+    run: (payload, ctx) => run(payload, ctx.signal),
+
+    async onGiveUp({ backupId }, error) {
+      try {
+        const missed = await removeWritten(backupId);
+        if (missed.length > 0) logger?.warn({ backupId, missed }, 'failed copy left objects behind');
+      } catch (err) {
+        logger?.warn({ backupId, err: oneLine(err) }, 'could not list the objects of a failed copy');
+      }
+      await forgetParts(db.kysely, backupId);
+      const reason = error instanceof Cancelled ? `copy cancelled: ${oneLine(error)}` : oneLine(error);
+      await transitionBackup(db.kysely, backupId, 'FAILED', { fail_reason: reason, progress_rate: null });
+      logger?.warn({ backupId, reason }, 'backup copy failed');
+    },
+  };
+}
+
+type Progress = ReturnType<typeof progressReporter>;
+
+/** Progress in the row: bytes done of total, and the rate of bytes actually sent in this run. */
+function progressReporter(db: Db, backupId: string, total: number, logger?: CopyTaskDeps['logger']) {
+  const started = Date.now();
+  let done = 0;
+  let sent = 0;
+  // Updates go one after another, so an older figure never lands after a newer one.
+  let chain: Promise<void> = Promise.resolve();
+  const report = () => {
+    const seconds = (Date.now() - started) / 1000;
+    const rate = sent > 0 && seconds > 0 ? Math.round(sent / seconds) : null;
+    const figures = { done, total, rate };
+    const next = chain.then(() => updateBackupProgress(db.kysely, backupId, figures));
+    chain = next.catch(() => {});
+    return next;
+  };
+  return {
+    report,
+    /** After each finished part; parts are large, so one row update per part is cheap. */
+    add(bytes: number, fresh: boolean): Promise<void> {
+      done += bytes;
+      if (fresh) sent += bytes;
+      return report();
+    },
+    /** A pass-through that reports bytes as they stream (throttled); a failed update only logs. */
+    counter() {
+      const base = done;
+      return createProgressStream({
+        onProgress: (bytes) => {
+          sent += bytes - (done - base);
+          done = base + bytes;
+          report().catch((err) => logger?.warn({ backupId, err: oneLine(err) }, 'could not record copy progress'));
+        },
+      });
+    },
+    settled: () => chain,
+  };
+}
+
+/** A one-line human reason for fail_reason and logs. */
+function oneLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  const line = text.replace(/\s+/g, ' ').trim() || 'unknown error';
+  return line.length > MAX_REASON ? `${line.slice(0, MAX_REASON)}...` : line;
+}
