@@ -39,6 +39,8 @@ export async function copySegments(c: SegmentCopy): Promise<SegmentInfo[]> {
     }
     try {
       const body = await c.source.get(seg.key, { signal });
+      // Its errors reach us through the PUT; an abort before the PUT reads must not go unheard.
+      body.on('error', () => {});
       try {
         await c.target.put(key, body, { md5: seg.etag, size: seg.size, signal });
       } finally {

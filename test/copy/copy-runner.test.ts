@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { COPY_JOB } from '../../src/backups/service.ts';
+import { copyBackupTask } from '../../src/backups/tasks/copy.ts';
+import type { Db } from '../../src/db/connect.ts';
+import { StorageUnavailable } from '../../src/errors.ts';
+import { enqueue, findJob, requestCancel } from '../../src/jobs/queue.ts';
+import { JobRunner } from '../../src/jobs/runner.ts';
+import type { PutOptions, StorageDriver } from '../../src/storage/driver.ts';
+import { TEST_DBS } from '../helpers/db.ts';
+import {
+  CONTAINER,
+  filesUnder,
+  insertCopyRow,
+  makeRegions,
+  md5,
+  type Regions,
+  readAll,
+  row,
+  seedSegmented,
+  spyTarget,
+} from './helpers.ts';
+
+// backup.copy driven by the real JobRunner: retries resume from recorded segments, final failures
+// and cancellations end FAILED with nothing left in the target.
+
+const KiB = 1024;
+
+for (const testDb of TEST_DBS) {
+  describe(`backup.copy through the JobRunner on ${testDb.name}`, () => {
+    let db: Db;
+    let drop: () => Promise<void>;
+    let r: Regions;
+    let runner: JobRunner | undefined;
+
+    before(async () => {
+      ({ db, drop } = await testDb.open());
+    });
+    after(async () => {
+      await drop();
+    });
+    beforeEach(async () => {
+      r = makeRegions();
+      // One queue per test: a job left by an earlier test must not be claimed here.
+      await db.kysely.deleteFrom('jobs').execute();
+    });
+    afterEach(async () => {
+      await runner?.stop();
+      runner = undefined;
+      await r.close();
+    });
+
+    function startRunner(target: StorageDriver, options: { heartbeatMs?: number } = {}): JobRunner {
+      runner = new JobRunner({
+        db,
+        handlers: { [COPY_JOB]: copyBackupTask({ db, catalog: r.catalog, target, parallelism: 2 }) },
+        concurrency: 1,
+        leaseMs: 5000,
+        heartbeatMs: options.heartbeatMs ?? 1000,
+        pollMs: 20,
+        backoffBaseMs: 10,
+        backoffMaxMs: 20,
+      });
+      return runner;
+    }
+
+    async function enqueueCopy(location: string): Promise<{ id: string; jobId: number }> {
+      const id = await insertCopyRow(db, location);
+      const jobId = await enqueue(db.kysely, { kind: COPY_JOB, payload: { backupId: id }, resourceId: id, maxAttempts: 3 });
+      return { id, jobId };
+    }
+
+    async function waitFor(id: string, statuses: string[]): Promise<void> {
+      for (let i = 0; i < 500; i++) {
+        if (statuses.includes((await row(db, id)).status)) return;
+        await sleep(20);
+      }
+      throw new Error(`backup ${id} did not reach ${statuses.join('/')}`);
+    }
+
+    it('a transient failure is retried and the retry resumes where the first attempt stopped', async () => {
+      const parts = [0, 1, 2, 3, 4].map(() => randomBytes(48 * KiB));
+      const seeded = await seedSegmented(r.source, parts);
+      let failures = 0;
+      const spy = spyTarget(r.target, {
+        after: 2,
+        fault: () => {
+          failures++;
+          throw new StorageUnavailable('target answered 503');
+        },
+      });
+      const { id, jobId } = await enqueueCopy(seeded.location);
+      const run = startRunner(spy.driver);
+      assert.equal(await run.runOnce(), true);
+      assert.equal((await findJob(db.kysely, jobId))!.status, 'queued', 'a transient failure goes back to the queue');
+      assert.equal(failures, 1);
+      const afterFirst = spy.puts.length;
+      await sleep(50);
+      assert.equal(await run.runOnce(), true);
+
+      const done = await row(db, id);
+      assert.equal(done.status, 'COMPLETED', done.fail_reason ?? '');
+      assert.equal((await findJob(db.kysely, jobId))!.status, 'succeeded');
+      assert.equal(done.checksum, md5(parts.map((p) => md5(p)).join('')));
+      assert.ok((await readAll(r.target, `${id}.tar.gz`)).equals(Buffer.concat(parts)));
+      // Every segment recorded by the first attempt was left alone by the second.
+      const secondRun = spy.puts.slice(afterFirst);
+      assert.equal(new Set(spy.puts).size, 5);
+      assert.ok(secondRun.length < 5, `the retry re-sent ${secondRun.join(', ')}`);
+    });
+
+    it('a corrupted source ends FAILED with the job failed and nothing in the target', async () => {
+      const parts = [0, 1, 2].map(() => randomBytes(32 * KiB));
+      const seeded = await seedSegmented(r.source, parts);
+      const path = join(r.root1, CONTAINER, seeded.segments[1].key);
+      const bytes = readFileSync(path);
+      bytes[7] ^= 0x01;
+      writeFileSync(path, bytes);
+      const { id, jobId } = await enqueueCopy(seeded.location);
+      assert.equal(await startRunner(r.target).runOnce(), true);
+      const failed = await row(db, id);
+      assert.equal(failed.status, 'FAILED');
+      assert.match(failed.fail_reason!, /checksum.*segment 2 of 3 from region1/);
+      assert.equal((await findJob(db.kysely, jobId))!.status, 'failed');
+      assert.deepEqual(filesUnder(r.root2), []);
+    });
+
+    it('a cancelled copy stops, ends FAILED and leaves nothing in the target', async () => {
+      const parts = [0, 1, 2, 3].map(() => randomBytes(32 * KiB));
+      const seeded = await seedSegmented(r.source, parts);
+      // Stands for a slow store: after the first segment every PUT waits until it is aborted.
+      const spy = spyTarget(r.target);
+      let calls = 0;
+      const stalling: StorageDriver = {
+        ...spy.driver,
+        async put(key: string, body: Readable, opts?: PutOptions) {
+          if (calls++ === 0) return spy.driver.put(key, body, opts);
+          const signal = opts!.signal!;
+          await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+          throw signal.reason;
+        },
+      };
+      const { id, jobId } = await enqueueCopy(seeded.location);
+      startRunner(stalling, { heartbeatMs: 30 }).start();
+      for (let i = 0; i < 500 && spy.puts.length === 0; i++) await sleep(10);
+      assert.equal(spy.puts.length, 1);
+      await requestCancel(db.kysely, id);
+      await waitFor(id, ['FAILED', 'COMPLETED']);
+      const failed = await row(db, id);
+      assert.equal(failed.status, 'FAILED');
+      assert.match(failed.fail_reason!, /cancelled/);
+      for (let i = 0; i < 100 && (await findJob(db.kysely, jobId))!.status === 'running'; i++) await sleep(20);
+      assert.equal((await findJob(db.kysely, jobId))!.status, 'cancelled');
+      assert.deepEqual(filesUnder(r.root2), []);
+    });
+  });
+}
