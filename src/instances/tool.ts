@@ -127,6 +127,8 @@ export function checkExit(name: string, exit: ToolExit, okPattern?: RegExp): Too
   return new ToolError(name, exit.code, line ? `${line} (${how})` : how, exit.log);
 }
 
+// Lines that follow the real error without explaining anything.
+const NOISE = /^\[ERROR\] (Aborting|Do you already have another .* running)/;
 const ERROR_WORDS = /error|fail|denied|refused|fatal|cannot|can't|could not|unable|invalid|not found|no such|abort/i;
 
 /**
@@ -138,7 +140,7 @@ export function lastErrorLine(log: string): string {
     .split('\n')
     .map((line) => cleanLine(line))
     .filter(Boolean);
-  const line = lines.findLast((l) => ERROR_WORDS.test(l)) ?? lines.at(-1) ?? '';
+  const line = lines.findLast((l) => ERROR_WORDS.test(l) && !NOISE.test(l)) ?? lines.at(-1) ?? '';
   return line.length > 400 ? `${line.slice(0, 400)}...` : line;
 }
 
