@@ -69,12 +69,19 @@ export class OpensslDecrypt extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (this.#decipher) return this.#update(chunk, callback);
+    if (this.#decipher) {
+      this.#update(chunk, callback);
+      return;
+    }
     // The header may arrive split across chunks.
     this.#header = Buffer.concat([this.#header, chunk]);
-    if (this.#header.length < HEADER_LENGTH) return callback();
+    if (this.#header.length < HEADER_LENGTH) {
+      callback();
+      return;
+    }
     if (!this.#header.subarray(0, MAGIC.length).equals(MAGIC)) {
-      return callback(new IntegrityError('encrypted backup has no OpenSSL "Salted__" header'));
+      callback(new IntegrityError('encrypted backup has no OpenSSL "Salted__" header'));
+      return;
     }
     const salt = this.#header.subarray(MAGIC.length, HEADER_LENGTH);
     const rest = this.#header.subarray(HEADER_LENGTH);
@@ -87,7 +94,10 @@ export class OpensslDecrypt extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    if (!this.#decipher) return callback(new IntegrityError('encrypted backup is truncated (no complete header)'));
+    if (!this.#decipher) {
+      callback(new IntegrityError('encrypted backup is truncated (no complete header)'));
+      return;
+    }
     try {
       callback(null, this.#decipher.final());
     } catch (err) {
