@@ -8,9 +8,10 @@ npm_ensure
 bash scripts/pg-test.sh start
 export TERN_TEST_PG_URL
 TERN_TEST_PG_URL="$(bash scripts/pg-test.sh url)"
-if [ -f scripts/swift-regions.sh ]; then
-  bash scripts/swift-regions.sh start
-fi
+# Database servers and backup tools for the datastore tests, installed once before tests run in
+# parallel (two apt-get runs at once would fight over dpkg's lock).
+bash scripts/datastores.sh
+bash scripts/swift-regions.sh start
 # Local S3 traffic is plain HTTP on loopback; a CA bundle from the environment only breaks it.
 unset AWS_CA_BUNDLE
 

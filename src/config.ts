@@ -5,6 +5,7 @@ import Type from 'typebox';
 import Value from 'typebox/value';
 import YAML from 'yaml';
 import { ConfigError } from './errors.ts';
+import { keyFingerprint } from './keys/keyring.ts';
 
 // Loaded and validated once at start-up, then frozen and passed in. Nothing else reads the
 // environment: entry points call loadConfig() and hand the result to buildContainer().
@@ -73,12 +74,24 @@ const TokenSchema = Type.Object(
   { additionalProperties: false },
 );
 
+const KeySchema = Type.Object(
+  {
+    /** Default: a fingerprint of the secret, so regions sharing a secret agree on its id. */
+    id: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.-]+$' })),
+    /** Any high-entropy string (e.g. `openssl rand -base64 32`); the AES key is its SHA-256. */
+    secret: Type.String({ minLength: 32 }),
+  },
+  { additionalProperties: false },
+);
+
 const CatalogEntrySchema = Type.Object(
   {
     region: Type.String({ minLength: 1 }),
     /** The region's Tern API, used by the {source: {region, id}} form of create. */
     apiUrl: Type.Optional(Url),
     storage: StorageSchema,
+    /** That region's keys this region may unwrap backup passphrases with (to re-wrap copies). */
+    keys: Type.Array(KeySchema, { default: [] }),
   },
   { additionalProperties: false },
 );
@@ -111,6 +124,17 @@ export const ConfigSchema = Type.Object(
     storage: Type.Optional(StorageSchema),
     auth: Type.Object({ tokens: Type.Array(TokenSchema, { default: [] }) }, { additionalProperties: false, default: {} }),
     catalog: Type.Array(CatalogEntrySchema, { default: [] }),
+    encryption: Type.Object(
+      {
+        /** Encrypt new backups (openssl-compatible AES-256-CBC, one random passphrase per backup). */
+        enabled: Type.Boolean({ default: true }),
+        /** This region's keys; the first wraps new secrets, the rest stay readable (rotation). */
+        keys: Type.Array(KeySchema, { default: [] }),
+        /** Trove's deployment-wide backup key, to restore backups Trove made. */
+        legacyPassphrase: Type.Optional(Type.String({ minLength: 1 })),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     worker: Type.Object(
       {
         enabled: Type.Boolean({ default: true }),
@@ -165,8 +189,16 @@ export interface DatastoreConfig {
   versions: DatastoreVersionConfig[];
 }
 
-export interface TernConfig extends Omit<RawConfig, 'storage' | 'database' | 'publicUrl' | 'datastores'> {
+export interface KeyConfig {
+  id: string;
+  secret: string;
+}
+
+export interface TernConfig
+  extends Omit<RawConfig, 'storage' | 'database' | 'publicUrl' | 'datastores' | 'encryption' | 'catalog'> {
   publicUrl: string;
+  catalog: Array<Omit<RawConfig['catalog'][number], 'keys'> & { keys: KeyConfig[] }>;
+  encryption: { enabled: boolean; keys: KeyConfig[]; legacyPassphrase?: string };
   database: { url: string };
   storage: StorageConfig;
   datastores: DatastoreConfig[];
@@ -283,7 +315,11 @@ function finish(raw: RawConfig, baseDir: string): TernConfig {
     publicUrl: (raw.publicUrl ?? `http://${hostForUrl(raw.listen.host)}:${raw.listen.port}`).replace(/\/+$/, ''),
     database,
     storage,
-    catalog: raw.catalog.map((c) => ({ ...c, storage: fixStorage(c.storage) })),
+    catalog: raw.catalog.map((c) => ({ ...c, storage: fixStorage(c.storage), keys: c.keys.map(withKeyId) })),
+    encryption: {
+      ...raw.encryption,
+      keys: raw.encryption.keys.length > 0 ? raw.encryption.keys.map(withKeyId) : [withKeyId({ secret: devKey(dataDir) })],
+    },
     datastores,
     auth: { tokens },
     generatedDevToken,
@@ -303,6 +339,21 @@ function devToken(dataDir: string): string {
   const token = randomBytes(24).toString('hex');
   writeFileSync(path, `${token}\n`, { mode: 0o600 });
   return token;
+}
+
+function withKeyId(k: { id?: string; secret: string }): KeyConfig {
+  return { id: k.id ?? keyFingerprint(k.secret), secret: k.secret };
+}
+
+// Like the dev token: a region with no configured key gets one in its data dir, kept across
+// restarts (losing it would make every encrypted backup of this region unreadable).
+function devKey(dataDir: string): string {
+  const path = `${dataDir}/master-key`;
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  mkdirSync(dataDir, { recursive: true });
+  const secret = randomBytes(32).toString('base64');
+  writeFileSync(path, `${secret}\n`, { mode: 0o600 });
+  return secret;
 }
 
 function deepFreeze<T>(value: T): T {

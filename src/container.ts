@@ -8,6 +8,7 @@ import { connectDb, type Db } from './db/connect.ts';
 import { seedDatastores } from './db/repos/datastores.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
 import { JobRunner } from './jobs/runner.ts';
+import { Keyring } from './keys/keyring.ts';
 import { createLogger } from './logger.ts';
 import { Catalog } from './regions/catalog.ts';
 import type { StorageDriver } from './storage/driver.ts';
@@ -23,6 +24,7 @@ export interface Container {
   db: Db;
   storage: StorageDriver;
   catalog: Catalog;
+  keyring: Keyring;
   backups: BackupService;
   runner: JobRunner;
   metrics: Metrics;
@@ -52,6 +54,12 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
     driver: buildDriver(entry.storage),
   }));
   const catalog = new Catalog([{ region: config.region, apiUrl: config.publicUrl, driver: storage }, ...sources]);
+  const [active, ...rotated] = config.encryption.keys;
+  const keyring = new Keyring({
+    active,
+    others: [...rotated, ...config.catalog.flatMap((c) => c.keys)],
+    legacyPassphrase: config.encryption.legacyPassphrase,
+  });
   const metrics = createMetrics();
   const w = config.worker;
   const runner = new JobRunner({
@@ -82,6 +90,7 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
     db,
     storage,
     catalog,
+    keyring,
     backups,
     runner,
     metrics,

@@ -71,6 +71,11 @@ export class StorageFull extends TernError {
   override readonly kind = 'storageFull';
 }
 
+/** A wrapped secret (backup passphrase, instance password) cannot be opened with the keys here. */
+export class KeyUnavailable extends TernError {
+  override readonly kind = 'keyUnavailable';
+}
+
 /** The configuration is invalid; the message lists every problem found. */
 export class ConfigError extends TernError {
   override readonly kind = 'config';

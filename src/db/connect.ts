@@ -4,6 +4,7 @@ import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 import pg from 'pg';
 import * as initial from './migrations/001_initial.ts';
+import * as instanceSecrets from './migrations/002_instance_secrets.ts';
 import type { Database } from './schema.ts';
 import { openSqlite } from './sqlite.ts';
 
@@ -42,6 +43,7 @@ export async function connectDb(url: string, options: { migrate?: boolean } = {}
 
 const MIGRATIONS: Record<string, (d: Dialect) => Migration> = {
   '001_initial': (d) => ({ up: (db) => initial.up(db, d), down: (db) => initial.down(db) }),
+  '002_instance_secrets': () => instanceSecrets,
 };
 
 export async function migrate(db: Db): Promise<void> {

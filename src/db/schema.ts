@@ -42,8 +42,11 @@ export interface BackupsTable {
   /** Object metadata carried with the bytes (JSON object of strings). */
   metadata: string | null;
   incremental: number;
+  /** Set when the bytes are encrypted: the passphrase, wrapped under this region key. */
   encryption_key_id: string | null;
   wrapped_passphrase: string | null;
+  /** MariaDB: the checkpoint LSN an incremental child starts from. */
+  lsn: string | null;
   progress_done: number;
   progress_total: number | null;
   progress_rate: number | null;
@@ -68,6 +71,12 @@ export interface InstancesTable {
   created_at: string;
   updated_at: string;
   deleted_at: string | null;
+  /** The server's admin user and its password, wrapped (never shown after creation). */
+  admin_user: string | null;
+  wrapped_password: string | null;
+  password_key_id: string | null;
+  /** The backup this instance was restored from, if any. */
+  restore_backup_id: string | null;
 }
 
 export interface JobsTable {

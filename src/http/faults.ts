@@ -19,6 +19,7 @@ const FAULTS: Record<string, [number, string]> = {
   invalidKey: [400, 'badRequest'],
   integrity: [422, 'unprocessableEntity'],
   storageFull: [413, 'overLimit'],
+  keyUnavailable: [400, 'badRequest'],
 };
 
 // Fastify's own errors for requests that never reached a handler.

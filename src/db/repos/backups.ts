@@ -121,6 +121,7 @@ export function newBackupRow(fields: Pick<BackupRow, 'id' | 'project_id' | 'name
     incremental: 0,
     encryption_key_id: null,
     wrapped_passphrase: null,
+    lsn: null,
     progress_done: 0,
     progress_total: null,
     progress_rate: null,
