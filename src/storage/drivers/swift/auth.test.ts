@@ -205,11 +205,26 @@ describe('SwiftAuth with Keystone v3', () => {
 });
 
 describe('SwiftAuth with TempAuth', () => {
-  it('uses X-Storage-Url and renews by X-Auth-Token-Expires', async () => {
+  it('refuses an X-Storage-Url other than the endpoint the catalog was configured with', async () => {
     reset();
-    ttlMs = 1000;
     const a = new SwiftAuth({ authUrl: `${base}/auth/v1.0`, user: 'acct:user', key: 'pw' }, agent, 2000);
     assert.equal(a.predictedStorageUrl(), `${base}/v1/AUTH_acct`);
+    await assert.rejects(a.session(), (err: Error) => {
+      assert.ok(err instanceof StorageAuthFailed);
+      assert.match(err.message, /names storage URL http:\/\/127\.0\.0\.1:9\/v1\/AUTH_acct, not the configured/);
+      assert.ok(!err.message.includes('pw'));
+      return true;
+    });
+  });
+
+  it('uses X-Storage-Url when it is the configured one and renews by X-Auth-Token-Expires', async () => {
+    reset();
+    ttlMs = 1000;
+    const a = new SwiftAuth(
+      { authUrl: `${base}/auth/v1.0`, user: 'acct:user', key: 'pw', storageUrl: 'http://127.0.0.1:9/v1/AUTH_acct/' },
+      agent,
+      2000,
+    );
     const first = await a.session();
     assert.equal(first.storageUrl, 'http://127.0.0.1:9/v1/AUTH_acct');
     assert.equal((await a.session()).token, first.token);

@@ -53,13 +53,17 @@ export class SwiftAuth {
 
   /** The storage URL known without a network call (configured or TempAuth's convention), if any. */
   predictedStorageUrl(): string | null {
+    return this.configuredStorageUrl() ?? this.current?.storageUrl ?? null;
+  }
+
+  private configuredStorageUrl(): string | null {
     const { storageUrl, authUrl, user } = this.config;
     if (storageUrl) return storageUrl.replace(/\/+$/, '');
     if (this.method === 'tempauth' && user) {
       const account = user.split(':')[0];
       return `${new URL(authUrl).origin}/v1/AUTH_${encodeURIComponent(account)}`;
     }
-    return this.current?.storageUrl ?? null;
+    return null;
   }
 
   /** A valid session, authenticating when there is none or it is about to expire. */
@@ -93,6 +97,14 @@ export class SwiftAuth {
         : this.method === 'tempauth'
           ? await this.tempAuth()
           : await this.keystone();
+    // The catalog trusts the endpoint known from configuration; an auth server that names another
+    // storage URL must not steer requests (and the token) to a host the catalog never checked.
+    const expected = this.configuredStorageUrl();
+    if (expected !== null && session.storageUrl !== expected) {
+      throw new StorageAuthFailed(
+        `${this.config.authUrl}: the auth answer names storage URL ${session.storageUrl}, not the configured ${expected}; set storageUrl if the cluster is reached under another address`,
+      );
+    }
     this.current = session;
     return session;
   }
