@@ -1,5 +1,6 @@
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Ajv } from 'ajv';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { AuthContext, Authenticator } from '../auth.ts';
 import type { BackupService } from '../backups/service.ts';
@@ -42,10 +43,14 @@ export async function buildApp(deps: HttpDeps): Promise<App> {
     loggerInstance: deps.logger,
     bodyLimit: deps.maxBodyBytes,
     // Trove ids and names may be long; refuse absurd URLs and headers before routing.
-    maxParamLength: 256,
+    routerOptions: { maxParamLength: 256 },
     disableRequestLogging: true,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>() as App;
+  // Query strings and path parameters arrive as text and are coerced ("20" -> 20); JSON bodies are
+  // taken as sent, as Trove's jsonschema does: {"name": 0} is a bad request, not a backup named "0".
+  const coercing = new Ajv({ coerceTypes: 'array', removeAdditional: false, useDefaults: true, allErrors: false });
+  const strict = new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? strict : coercing).compile(schema));
 
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) =>
