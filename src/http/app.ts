@@ -74,6 +74,21 @@ export async function buildApp(deps: HttpDeps): Promise<App> {
     request.auth = ctx;
   });
 
+  // One access line per request (Fastify's own request logging is off: it would log headers).
+  app.addHook('onResponse', async (request, reply) => {
+    const quiet = request.url === '/healthz' || request.url === '/metrics';
+    request.log[quiet ? 'debug' : 'info'](
+      {
+        method: request.method,
+        url: request.url,
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+        project: request.auth?.projectId,
+      },
+      'request',
+    );
+  });
+
   for (const route of [
     createBackupRoute,
     listBackupsRoute,

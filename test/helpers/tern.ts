@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Logger } from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { type RunningTern, startTern } from '../../src/main/server.ts';
@@ -30,6 +31,8 @@ export interface TestRegionOptions {
   catalog?: Array<{ region: string; root: string; apiUrl?: string }>;
   worker?: Record<string, unknown>;
   extra?: Record<string, unknown>;
+  /** Default: a silent logger. */
+  logger?: Logger;
 }
 
 export async function startTestRegion(options: TestRegionOptions = {}): Promise<TestRegion> {
@@ -63,7 +66,7 @@ export async function startTestRegion(options: TestRegionOptions = {}): Promise<
     }),
   );
   const config = loadConfig({ file: configFile });
-  const tern = await startTern(config, { logger: createLogger('silent') });
+  const tern = await startTern(config, { logger: options.logger ?? createLogger('silent') });
   const url = tern.url;
   return {
     name,
