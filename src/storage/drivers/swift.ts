@@ -14,7 +14,19 @@ import { manifestEtag } from '../../streams/swift-etag.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
 import { assertSafeKey } from '../keys.ts';
 import { SwiftClient, type SwiftClientOptions } from './swift/client.ts';
-import { drain, header, Meter, oneLine, type Response, readJson, readText, statusError, unquote } from './swift/http.ts';
+import {
+  drain,
+  header,
+  isSocketError,
+  Meter,
+  netError,
+  oneLine,
+  type Response,
+  readJson,
+  readText,
+  statusError,
+  unquote,
+} from './swift/http.ts';
 import {
   encodePath,
   guardedBody,
@@ -176,8 +188,10 @@ export class SwiftDriver implements StorageDriver {
     } catch (err) {
       digest.destroy();
       if (signal?.aborted) throw signal.reason;
-      if (inputError !== undefined) throw inputError;
-      throw err;
+      // A socket error on the PUT also destroys the input through the pipeline; only an error the
+      // input raised itself is the caller's to see as it is.
+      if (inputError !== undefined && !isSocketError(inputError)) throw inputError;
+      throw netError(err, what, signal);
     }
     if (res.statusCode === 422) {
       await drain(res);

@@ -17,6 +17,14 @@ export function netError(err: unknown, what: string, signal?: AbortSignal): unkn
   return new StorageUnavailable(`${what}: ${why} (${oneLine(e?.message ?? String(err))})`, { cause: err });
 }
 
+const SOCKET_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EHOSTUNREACH']);
+
+/** An error of the connection itself (reset, refused, undici socket errors), not of the data. */
+export function isSocketError(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return typeof code === 'string' && (SOCKET_CODES.has(code) || code.startsWith('UND_ERR_'));
+}
+
 /** A 5xx (or other status we cannot act on) as a transient failure, after draining the body. */
 export async function statusError(res: Response, what: string): Promise<StorageUnavailable> {
   const text = await readText(res, 512).catch(() => '');
