@@ -147,7 +147,7 @@ export class InstanceService {
   }
 
   async list(
-    ctx: AuthContext,
+    _ctx: AuthContext,
     input: { projectId: string; limit?: number; marker?: string },
   ): Promise<{ items: InstanceWithDatastore[]; nextMarker?: string }> {
     const limit = input.limit ?? this.deps.limits.defaultPageSize;
@@ -240,7 +240,7 @@ export class InstanceService {
     if (!store) throw new NotFound(`Datastore '${type}' cannot be found.`);
     const wanted = ds?.version ?? store.default_version_id;
     const v = store.versions.find((x) => x.id === wanted || x.name === wanted);
-    if (!v || v.active !== 1) throw new NotFound(`Datastore version '${wanted}' cannot be found.`);
+    if (v?.active !== 1) throw new NotFound(`Datastore version '${wanted}' cannot be found.`);
     const version = await findDatastoreVersion(this.deps.db.kysely, v.id);
     if (!version) throw new NotFound(`Datastore version '${wanted}' cannot be found.`);
     return version;

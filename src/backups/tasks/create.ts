@@ -51,7 +51,7 @@ export function createBackupTask(deps: CreateTaskDeps): JobHandler<{ backupId: s
     }
     const password = keyring.unwrap({ keyId: instance.password_key_id, wrapped: instance.wrapped_password });
     const parent = row.parent_id ? await findBackup(db.kysely, row.parent_id) : undefined;
-    if (row.parent_id && (!parent || parent.status !== 'COMPLETED' || !parent.lsn)) {
+    if (row.parent_id && (parent?.status !== 'COMPLETED' || !parent.lsn)) {
       throw new Unprocessable(`parent backup ${row.parent_id} is missing, not COMPLETED, or has no LSN`);
     }
     await removeWritten(backupId);

@@ -30,7 +30,7 @@ export function createInstanceTask(deps: InstanceTaskDeps): JobHandler<{ instanc
 
   async function start(instanceId: string, signal: AbortSignal): Promise<ManagedServer | undefined> {
     const row = await findInstance(db.kysely, instanceId);
-    if (!row || row.status !== 'BUILD' || !row.data_dir) return undefined;
+    if (row?.status !== 'BUILD' || !row.data_dir) return undefined;
     const version = await findDatastoreVersion(db.kysely, row.datastore_version_id);
     const runner = version && runnerFor(version.datastore);
     if (!runner) throw new BadRequest(`instance ${instanceId} has a datastore this region cannot run`);

@@ -11,7 +11,7 @@ export function deleteInstanceTask(deps: { db: Db; servers: InstanceServers }): 
   return {
     async run({ instanceId }) {
       const row = await findInstance(db.kysely, instanceId);
-      if (!row || row.status !== 'SHUTDOWN') return;
+      if (row?.status !== 'SHUTDOWN') return;
       if (row.data_dir) await servers.destroy(instanceId, row.data_dir);
       await softDeleteInstance(db.kysely, instanceId);
     },
