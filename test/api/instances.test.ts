@@ -154,6 +154,18 @@ for (const dbKind of ['sqlite', 'postgres'] as const) {
       assert.equal(del.status, 202);
     });
 
+    it('ends a server that cannot start in ERROR with the reason, and no folder', {
+      skip: process.getuid?.() !== 0,
+    }, async () => {
+      // As root, servers run as mysql, which cannot reach this test region's 0700 folder.
+      const res = await region.call('POST', '/v1.0/p1/instances', createBody({ datastore: { type: 'mariadb' } }));
+      assert.equal(res.status, 200, res.text);
+      const instance = await waitForInstance(region, res.body.instance.id);
+      assert.equal(instance.status, 'ERROR');
+      assert.ok(instance.fault.message.length > 0);
+      assert.ok(!existsSync(join(region.dir, 'instances', instance.id)));
+    });
+
     it('refuses backups of instances that are missing, busy or not ACTIVE, and bad parents', async () => {
       const building = await seedInstance({ status: 'BUILD' });
       const busy = await seedInstance({ status: 'BACKUP' });
