@@ -1,12 +1,21 @@
+import { mkdirSync } from 'node:fs';
+import { chmod } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { StaticTokenAuthenticator } from './auth.ts';
+import { CREATE_JOB } from './backups/create-from-instance.ts';
 import { BackupService, COPY_JOB, DELETE_JOB } from './backups/service.ts';
 import { copyBackupTask } from './backups/tasks/copy.ts';
+import { createBackupTask } from './backups/tasks/create.ts';
 import { deleteBackupTask } from './backups/tasks/delete.ts';
 import type { StorageConfig, TernConfig } from './config.ts';
 import { connectDb, type Db } from './db/connect.ts';
 import { seedDatastores } from './db/repos/datastores.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
+import { InstanceServers } from './instances/registry.ts';
+import { INSTANCE_CREATE_JOB, INSTANCE_DELETE_JOB, InstanceService } from './instances/service.ts';
+import { createInstanceTask } from './instances/tasks/create.ts';
+import { deleteInstanceTask } from './instances/tasks/delete.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { Keyring } from './keys/keyring.ts';
 import { createLogger } from './logger.ts';
@@ -26,6 +35,9 @@ export interface Container {
   catalog: Catalog;
   keyring: Keyring;
   backups: BackupService;
+  instances: InstanceService;
+  /** Handles on the database servers of instances (started or re-adopted by this process). */
+  servers: InstanceServers;
   runner: JobRunner;
   metrics: Metrics;
   authenticator: StaticTokenAuthenticator;
@@ -61,12 +73,27 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
     legacyPassphrase: config.encryption.legacyPassphrase,
   });
   const metrics = createMetrics();
+  const servers = new InstanceServers();
+  const instancesDir = join(config.dataDir, 'instances');
+  mkdirSync(instancesDir, { recursive: true });
+  // 0711: the mysql and postgres users pass through to their own folders but cannot list others.
+  await chmod(instancesDir, 0o711);
   const w = config.worker;
   const runner = new JobRunner({
     db,
     handlers: {
       [COPY_JOB]: copyBackupTask({ db, catalog, target: storage, parallelism: config.copy.parallelism, logger }),
       [DELETE_JOB]: deleteBackupTask({ db, storage }),
+      [CREATE_JOB]: createBackupTask({
+        db,
+        storage,
+        keyring,
+        encrypt: config.encryption.enabled,
+        segmentSize: segmentSizeOf(config.storage),
+        logger,
+      }),
+      [INSTANCE_CREATE_JOB]: createInstanceTask({ db, storage, keyring, servers, logger }),
+      [INSTANCE_DELETE_JOB]: deleteInstanceTask({ db, servers }),
     },
     concurrency: w.concurrency,
     leaseMs: w.leaseSeconds * 1000,
@@ -84,6 +111,16 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
     maxAttempts: w.maxAttempts,
     wakeWorker: () => runner.wake(),
   });
+  const instances = new InstanceService({
+    db,
+    keyring,
+    servers,
+    instancesDir,
+    limits: config.limits,
+    maxAttempts: w.maxAttempts,
+    wakeWorker: () => runner.wake(),
+    logger,
+  });
   return {
     config,
     logger,
@@ -92,6 +129,8 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
     catalog,
     keyring,
     backups,
+    instances,
+    servers,
     runner,
     metrics,
     authenticator: new StaticTokenAuthenticator(config.auth.tokens),
@@ -100,4 +139,11 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
       await Promise.all([storage, ...sources.map((s) => s.driver)].map((d) => d.close()));
     },
   };
+}
+
+/** Bytes per segment of a new backup: Swift's configured segment size, S3's part size, else 64 MiB. */
+function segmentSizeOf(config: StorageConfig): number {
+  if (config.driver === 'swift') return config.segmentSize;
+  if (config.driver === 's3') return config.partSize;
+  return 64 * 1024 * 1024;
 }

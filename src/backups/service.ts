@@ -20,6 +20,7 @@ import { findInstance } from '../db/repos/instances.ts';
 import { BadRequest, Forbidden, NotFound, NotImplemented, Unprocessable } from '../errors.ts';
 import { enqueue } from '../jobs/queue.ts';
 import type { Catalog } from '../regions/catalog.ts';
+import { createFromInstance } from './create-from-instance.ts';
 import { isRunning } from './state.ts';
 
 // The backups domain: what may be created, seen and deleted, by whom. Shared by HTTP and CLI;
@@ -82,10 +83,9 @@ export class BackupService {
         'give exactly one of "instance" (back up an instance), "location" or "restore_from" (copy a backup from another region), or "source" ({"region", "id"})',
       );
     }
-    if (input.instance)
-      throw new NotImplemented(
-        'backups of instances are not available yet in this region; copy a backup with "location" instead',
-      );
+    if (input.instance) {
+      return createFromInstance(this.deps, ctx, projectId, { ...input, instance: input.instance });
+    }
     if (input.source)
       throw new NotImplemented(
         'the {"source": {"region", "id"}} form is not available yet; pass the source object URL as "location"',

@@ -6,6 +6,7 @@ import type { AuthContext, Authenticator } from '../auth.ts';
 import type { BackupService } from '../backups/service.ts';
 import type { Db } from '../db/connect.ts';
 import { Forbidden, Unauthorized } from '../errors.ts';
+import type { InstanceService } from '../instances/service.ts';
 import { errorHandler, sendFault } from './faults.ts';
 import type { Metrics } from './metrics.ts';
 import { createBackupRoute } from './routes/backups/create.ts';
@@ -16,6 +17,10 @@ import { listDatastoresRoute } from './routes/datastores/list.ts';
 import { showDatastoreRoute } from './routes/datastores/show.ts';
 import { showDatastoreVersionRoute } from './routes/datastores/versions.ts';
 import { listInstanceBackupsRoute } from './routes/instances/backups.ts';
+import { createInstanceRoute } from './routes/instances/create.ts';
+import { deleteInstanceRoute } from './routes/instances/delete.ts';
+import { listInstancesRoute } from './routes/instances/list.ts';
+import { showInstanceRoute } from './routes/instances/show.ts';
 import { healthRoute } from './routes/system/health.ts';
 import { metricsRoute } from './routes/system/metrics.ts';
 import { openapiRoute } from './routes/system/openapi.ts';
@@ -23,6 +28,7 @@ import { openapiRoute } from './routes/system/openapi.ts';
 export interface HttpDeps {
   db: Db;
   backups: BackupService;
+  instances: InstanceService;
   authenticator: Authenticator;
   metrics: Metrics;
   publicUrl: string;
@@ -95,6 +101,10 @@ export async function buildApp(deps: HttpDeps): Promise<App> {
     showBackupRoute,
     deleteBackupRoute,
     listInstanceBackupsRoute,
+    createInstanceRoute,
+    listInstancesRoute,
+    showInstanceRoute,
+    deleteInstanceRoute,
     listDatastoresRoute,
     showDatastoreRoute,
     showDatastoreVersionRoute,

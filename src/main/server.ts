@@ -15,12 +15,15 @@ export async function startTern(config: TernConfig, options: { logger?: Logger }
   const app = await buildApp({
     db: container.db,
     backups: container.backups,
+    instances: container.instances,
     authenticator: container.authenticator,
     metrics: container.metrics,
     publicUrl: config.publicUrl,
     maxBodyBytes: config.limits.maxBodyBytes,
     logger: container.logger,
   });
+  // Servers keep running while Tern is down; find them again before serving or taking jobs.
+  await container.instances.adoptServers();
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
   if (config.worker.enabled) container.runner.start();
   container.logger.info({ region: config.region, url: address, worker: config.worker.enabled }, 'tern started');

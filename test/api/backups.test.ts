@@ -147,11 +147,11 @@ for (const dbKind of ['sqlite', 'postgres'] as const) {
           /trust|catalog/,
         ],
         [
-          'instance form (not yet available)',
+          'instance form, unknown instance',
           { body: { backup: { name: 'b', instance: crypto.randomUUID() } } },
-          501,
-          'notImplemented',
-          /instance/,
+          404,
+          'itemNotFound',
+          /Instance .* could not be found/,
         ],
         [
           'body over 1 MiB',
