@@ -22,7 +22,9 @@ describe('abuse: fuzzed request bodies', () => {
   const snapshot = async () => {
     const r = await region.call('GET', '/v1.0/admin/backups?all_projects=1&limit=1000', { token: region.tokens.admin });
     assert.equal(r.status, 200);
-    return JSON.stringify(r.body.backups.map((b: any) => [b.id, b.status]));
+    const i = await region.call('GET', '/v1.0/p1/instances');
+    assert.equal(i.status, 200);
+    return JSON.stringify([r.body.backups.map((b: any) => [b.id, b.status]), i.body.instances.map((x: any) => [x.id, x.status])]);
   };
 
   const check = async (label: string, send: () => Promise<{ status: number; text: string; body: any }>) => {
@@ -79,6 +81,34 @@ describe('abuse: fuzzed request bodies', () => {
     );
   });
 
+  test('POST /instances with structured random bodies', async () => {
+    const instanceBody = fc.record(
+      {
+        name: anyValue,
+        datastore: fc.oneof(anyValue, fc.record({ type: anyValue, version: anyValue }, { requiredKeys: [] })),
+        volume: fc.oneof(anyValue, fc.record({ size: fc.oneof(fc.integer(), fc.double(), anyValue) }, { requiredKeys: [] })),
+        restorePoint: fc.oneof(anyValue, fc.record({ backupRef: fc.oneof(fc.uuid(), anyValue) }, { requiredKeys: [] })),
+        flavorRef: anyValue,
+      },
+      { requiredKeys: [] },
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          instanceBody.map((instance) => ({ instance })),
+          anyValue,
+        ),
+        async (body) => {
+          const r = await check(`POST /instances ${JSON.stringify(body)?.slice(0, 200)}`, () =>
+            region.call('POST', '/v1.0/p1/instances', { body }),
+          );
+          assert.ok(r.status >= 400, `a random body never makes an instance: ${r.text.slice(0, 200)}`);
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
   test('POST /backups with random raw bytes and content types', async () => {
     await fc.assert(
       fc.asyncProperty(
@@ -115,6 +145,8 @@ describe('abuse: fuzzed request bodies', () => {
         await check(`DELETE /backups/${enc}`, () => region.call('DELETE', `/v1.0/p1/backups/${enc}`));
         await check(`GET /instances/${enc}/backups`, () => region.call('GET', `/v1.0/p1/instances/${enc}/backups?${q}`));
         await check(`GET /datastores/${enc}/versions`, () => region.call('GET', `/v1.0/p1/datastores/${enc}/versions`));
+        await check(`GET /instances/${enc}`, () => region.call('GET', `/v1.0/p1/instances/${enc}`));
+        await check(`DELETE /instances/${enc}`, () => region.call('DELETE', `/v1.0/p1/instances/${enc}`));
       }),
       { numRuns: Math.ceil(RUNS / 3) },
     );
