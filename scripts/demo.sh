@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The main job, on one machine: two Tern regions, a backup in region1's storage, a cross-region copy
-# to region2 through the API, verified byte for byte. Safe to run again.
+# The main job, on one machine: two Swift regions, two Tern regions, a MariaDB instance in region1
+# with data, a backup, a copy to region2 by location, a restore in region2 and a data comparison.
+# Installs what it needs (npm packages, Swift, MariaDB and its backup tools) and is safe to run again.
 source "$(dirname "$0")/lib.sh"
 cd "$TERN_ROOT"
 npm_ensure
+bash scripts/datastores.sh
+bash scripts/swift-regions.sh start
+unset AWS_CA_BUNDLE
 exec "$NODE" scripts/demo.ts "$@"

@@ -1,7 +1,7 @@
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv } from 'ajv';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { AuthContext, Authenticator } from '../auth.ts';
 import type { BackupService } from '../backups/service.ts';
 import type { Db } from '../db/connect.ts';
@@ -50,7 +50,7 @@ export async function buildApp(deps: HttpDeps): Promise<App> {
     bodyLimit: deps.maxBodyBytes,
     // Trove ids and names may be long; refuse absurd URLs and headers before routing.
     routerOptions: { maxParamLength: 256 },
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
   }).withTypeProvider<TypeBoxTypeProvider>() as App;
   // Query strings and path parameters arrive as text and are coerced ("20" -> 20); JSON bodies are
   // taken as sent, as Trove's jsonschema does: {"name": 0} is a bad request, not a backup named "0".
