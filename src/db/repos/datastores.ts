@@ -16,6 +16,7 @@ export interface DatastoreVersion {
 
 /** Makes the tables hold exactly the configured datastores; ids are stable across regions. */
 export async function seedDatastores(db: Kysely<Database>, datastores: readonly DatastoreConfig[]): Promise<void> {
+  versionCache.delete(db);
   await db.transaction().execute(async (trx) => {
     for (const ds of datastores) {
       const existing = await trx.selectFrom('datastores').select('id').where('name', '=', ds.type).executeTakeFirst();
@@ -42,7 +43,26 @@ export async function listDatastores(db: Executor): Promise<Array<DatastoreRow &
   return stores.map((s) => ({ ...s, versions: versions.filter((v) => v.datastore_id === s.id) }));
 }
 
+// Versions are seeded from config at start and never change while Tern runs, so a found version is
+// remembered per database handle: listing a page of backups must not cost one query per row.
+const versionCache = new WeakMap<Executor, Map<string, DatastoreVersion>>();
+
 export async function findDatastoreVersion(db: Executor, id: string): Promise<DatastoreVersion | undefined> {
+  let cache = versionCache.get(db);
+  const hit = cache?.get(id);
+  if (hit) return hit;
+  const found = await queryDatastoreVersion(db, id);
+  if (found) {
+    if (!cache) {
+      cache = new Map();
+      versionCache.set(db, cache);
+    }
+    cache.set(id, found);
+  }
+  return found;
+}
+
+async function queryDatastoreVersion(db: Executor, id: string): Promise<DatastoreVersion | undefined> {
   const row = await db
     .selectFrom('datastore_versions as v')
     .innerJoin('datastores as d', 'd.id', 'v.datastore_id')
