@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import {
   type $Command,
   AbortMultipartUploadCommand,
@@ -12,6 +11,7 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  type GetObjectCommandOutput,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -26,6 +26,7 @@ import { BadRequest, IntegrityError, ObjectNotFound, OverLimit, StorageUnavailab
 import { manifestEtag } from '../../streams/swift-etag.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
 import { assertSafeKey } from '../keys.ts';
+import { type ManifestOps, readManifest, segmentBytes } from './s3-manifest.ts';
 import {
   checkedBytes,
   createS3Client,
@@ -40,12 +41,12 @@ import {
   mapLimit,
   metaOut,
   PARALLEL,
-  PartSink,
   s3Error,
   TOTAL_ETAG,
   TOTAL_SIZE,
   unquote,
 } from './s3-support.ts';
+import { md5Passing, putObject, type UploadOps } from './s3-upload.ts';
 
 // S3 driver. Large objects follow the StorageDriver model: segments are ordinary objects
 // ("<id>_%08d") and the manifest is a small JSON object listing them, marked by x-amz-meta-tern-*
@@ -57,9 +58,10 @@ import {
 // segments in order, delete() removes them, and the checksum is manifestEtag(segment etags).
 // Plain S3 clients see the manifest as JSON, not as the joined bytes; only Tern reads it.
 //
-// Plain objects: one part buffered at most. A body that ends within partSize is one PutObject with
-// Content-MD5; a longer one becomes a low-level multipart upload, checked against options.md5/size
-// before CompleteMultipartUpload and aborted on any failure, so nothing partial is ever visible.
+// Plain objects (s3-upload.ts): streamed part by part when the size is known, at most one part
+// collected when it is not. A body that fits in one part is one PutObject; a longer one becomes a
+// low-level multipart upload, checked against options.md5/size before CompleteMultipartUpload and
+// aborted on any failure, so nothing partial is ever visible.
 // When the MD5 was not known up front, a server-side copy of the object onto itself records it
 // in x-amz-meta-tern-md5, because a multipart ETag is not the MD5 of the bytes.
 // createUpload/uploadPart/completeUpload/abortUpload are public so a resumable copy can drive
@@ -96,6 +98,7 @@ export class S3Driver implements StorageDriver {
   private readonly config: S3DriverConfig;
   private readonly client: S3Client;
   private readonly agents: [HttpAgent, HttpsAgent];
+  private readonly uploads: UploadOps;
   private bucketReady: Promise<void> | null = null;
 
   constructor(config: S3DriverConfig) {
@@ -104,6 +107,7 @@ export class S3Driver implements StorageDriver {
     this.endpoint = `s3://${config.bucket}/${config.prefix}`;
     this.agents = [new HttpAgent({ keepAlive: true, maxSockets: 32 }), new HttpsAgent({ keepAlive: true, maxSockets: 32 })];
     this.client = createS3Client(config, this.agents);
+    this.uploads = this.makeUploads();
   }
 
   locationOf(key: string): string {
@@ -164,38 +168,28 @@ export class S3Driver implements StorageDriver {
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
     assertSafeKey(key);
-    const { signal } = options;
-    await this.ensureBucket();
-    const whole = createHash('md5');
-    let size = 0;
-    let uploadId: string | null = null;
-    const parts: UploadedPart[] = [];
-    let result: PutResult | undefined;
-    const sink = new PartSink(this.config.partSize, async (data, last) => {
-      whole.update(data);
-      size += data.length;
-      if (options.size !== undefined && size > options.size) throw this.mismatch(key, 'size', size, options.size);
-      if (last && uploadId === null) {
-        result = await this.putSmall(key, data, whole.digest('hex'), options);
-        return;
-      }
-      uploadId ??= await this.createUpload(key, { metadata: options.metadata, md5: options.md5, signal });
-      parts.push(await this.uploadPart(key, uploadId, parts.length + 1, data, signal));
-      if (!last) return;
-      const md5 = whole.digest('hex');
-      this.check(key, md5, size, options);
-      await this.completeUpload(key, uploadId, parts, signal);
-      uploadId = null;
-      if (!options.md5) await this.recordMd5(key, md5, size, options.metadata, signal);
-      result = { etag: md5, size };
-    });
     try {
-      await pipeline(body, sink, { signal });
+      await this.ensureBucket();
     } catch (err) {
-      if (uploadId !== null) await this.abortUpload(key, uploadId).catch(() => {});
+      body.destroy();
       throw err;
     }
-    return result!;
+    return putObject(this.uploads, key, body, options);
+  }
+
+  /** The driver's calls as the streamed upload (s3-upload.ts) uses them. */
+  private makeUploads(): UploadOps {
+    return {
+      partSize: this.config.partSize,
+      where: (key) => this.locationOf(key),
+      putSingle: (key, body, length, md5, options) => this.putSingle(key, body, length, md5, options),
+      createUpload: (key, options) => this.createUpload(key, options),
+      uploadPart: (key, uploadId, n, body, length, signal) => this.uploadPart(key, uploadId, n, body, { length, signal }),
+      completeUpload: (key, uploadId, parts, signal) => this.completeUpload(key, uploadId, parts, signal),
+      abortUpload: (key, uploadId) => this.abortUpload(key, uploadId),
+      recordMd5: (key, md5, size, metadata, signal) => this.recordMd5(key, md5, size, metadata, signal),
+      deleteOne: (key) => this.deleteOne(key),
+    };
   }
 
   async delete(key: string, signal?: AbortSignal): Promise<void> {
@@ -309,23 +303,38 @@ export class S3Driver implements StorageDriver {
     return res.UploadId;
   }
 
-  /** Uploads one part (1-based number) with Content-MD5, so S3 rejects bytes damaged on the way. */
-  async uploadPart(key: string, uploadId: string, partNumber: number, data: Buffer, signal?: AbortSignal): Promise<UploadedPart> {
+  /**
+   * Uploads one part (1-based number). A Buffer goes with Content-MD5, so S3 rejects bytes damaged
+   * on the way; a stream (options.length bytes) is sent as it arrives, its MD5 computed on the way
+   * and compared with the ETag S3 returns (a part's ETag is its MD5).
+   */
+  async uploadPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    data: Buffer | Readable,
+    options: { length?: number; signal?: AbortSignal } | AbortSignal = {},
+  ): Promise<UploadedPart> {
     assertSafeKey(key);
-    const digest = createHash('md5').update(data).digest();
-    const res = await this.send(
-      `upload part ${partNumber} of ${this.locationOf(key)}`,
-      signal,
-      new UploadPartCommand({
-        ...this.at(key),
-        UploadId: uploadId,
-        PartNumber: partNumber,
-        Body: data,
-        ContentLength: data.length,
-        ContentMD5: digest.toString('base64'),
-      }),
-    );
-    return { partNumber, etag: unquote(res.ETag), md5: digest.toString('hex'), size: data.length };
+    const { length, signal } = options instanceof AbortSignal ? { signal: options, length: undefined } : options;
+    const what = `upload part ${partNumber} of ${this.locationOf(key)}`;
+    const at = { ...this.at(key), UploadId: uploadId, PartNumber: partNumber };
+    if (Buffer.isBuffer(data)) {
+      const digest = createHash('md5').update(data).digest();
+      const res = await this.send(
+        what,
+        signal,
+        new UploadPartCommand({ ...at, Body: data, ContentLength: data.length, ContentMD5: digest.toString('base64') }),
+      );
+      return { partNumber, etag: unquote(res.ETag), md5: digest.toString('hex'), size: data.length };
+    }
+    if (length === undefined) throw new BadRequest(`${what}: a streamed part needs its length`);
+    const hashed = md5Passing(data);
+    const res = await this.send(what, signal, new UploadPartCommand({ ...at, Body: hashed.stream, ContentLength: length }));
+    const etag = unquote(res.ETag);
+    if (etag !== hashed.md5())
+      throw new IntegrityError(`${what}: S3 stored md5 ${etag || '(none)'} but ${hashed.md5()} was sent`);
+    return { partNumber, etag, md5: etag, size: length };
   }
 
   async completeUpload(key: string, uploadId: string, parts: UploadedPart[], signal?: AbortSignal): Promise<void> {
@@ -372,25 +381,20 @@ export class S3Driver implements StorageDriver {
     return new IntegrityError(`put ${this.locationOf(key)}: ${field} mismatch: got ${got}, expected ${want}`);
   }
 
-  private check(key: string, md5: string, size: number, options: PutOptions): void {
-    if (options.size !== undefined && size !== options.size) throw this.mismatch(key, 'size', size, options.size);
-    if (options.md5 !== undefined && md5 !== options.md5.toLowerCase()) throw this.mismatch(key, 'md5', md5, options.md5);
-  }
-
-  private async putSmall(key: string, data: Buffer, md5: string, options: PutOptions): Promise<PutResult> {
-    this.check(key, md5, data.length, options);
-    await this.send(
+  /** One PutObject of exactly length bytes; S3 checks Content-MD5 when the MD5 is known up front. */
+  private async putSingle(key: string, body: Readable | Buffer, length: number, md5: string | undefined, options: PutOptions) {
+    const res = await this.send(
       `put ${this.locationOf(key)}`,
       options.signal,
       new PutObjectCommand({
         ...this.at(key),
-        Body: data,
-        ContentLength: data.length,
-        ContentMD5: Buffer.from(md5, 'hex').toString('base64'),
+        Body: body,
+        ContentLength: length,
+        ContentMD5: md5 ? Buffer.from(md5, 'hex').toString('base64') : undefined,
         Metadata: metaOut(options.metadata),
       }),
     );
-    return { etag: md5, size: data.length };
+    return unquote(res.ETag);
   }
 
   // The ETag of a multipart object is not the MD5 of its bytes, and metadata is fixed when the
@@ -434,25 +438,8 @@ export class S3Driver implements StorageDriver {
     }
   }
 
-  private async readManifest(key: string, signal?: AbortSignal): Promise<SegmentInfo[]> {
-    const what = `read manifest ${this.locationOf(key)}`;
-    const res = await this.send(what, signal, new GetObjectCommand(this.at(key)));
-    if ((res.ContentLength ?? 0) > MAX_MANIFEST_BYTES) {
-      (res.Body as Readable).destroy();
-      throw new IntegrityError(`${what}: manifest too large`);
-    }
-    let text: string;
-    try {
-      text = await res.Body!.transformToString();
-    } catch (err) {
-      throw s3Error(err, what, this.config.bucket, signal);
-    }
-    const parsed = JSON.parse(text) as { segments?: SegmentInfo[] };
-    const segments = parsed.segments;
-    if (!Array.isArray(segments) || !segments.every((s) => this.keyOf(this.endpoint + s.key) && MD5_HEX.test(s.etag))) {
-      throw new IntegrityError(`${what}: not a valid manifest`);
-    }
-    return segments.map(({ key, size, etag }) => ({ key, size, etag }));
+  private readManifest(key: string, signal?: AbortSignal): Promise<SegmentInfo[]> {
+    return readManifest(this.manifestOps, key, signal);
   }
 
   private async manifestStream(
@@ -463,36 +450,17 @@ export class S3Driver implements StorageDriver {
   ): Promise<Readable> {
     if (range && range.start >= total) throw new BadRequest(`get ${this.locationOf(key)}: range not satisfiable`);
     const segments = await this.readManifest(key, signal);
-    return Readable.from(this.segmentBytes(segments, range, signal), { objectMode: false });
+    return Readable.from(segmentBytes(this.manifestOps, segments, range, signal), { objectMode: false });
   }
 
-  private async *segmentBytes(
-    segments: SegmentInfo[],
-    range: ByteRange | undefined,
-    signal?: AbortSignal,
-  ): AsyncGenerator<Buffer> {
-    let offset = 0;
-    for (const seg of segments) {
-      const first = offset;
-      const last = offset + seg.size - 1;
-      offset += seg.size;
-      const from = Math.max(first, range?.start ?? 0);
-      const to = Math.min(last, range?.end ?? Number.POSITIVE_INFINITY);
-      if (from > to) continue;
-      const whole = from === first && to === last;
-      const what = `get segment ${this.locationOf(seg.key)}`;
-      const res = await this.send(
-        what,
-        signal,
-        new GetObjectCommand({ ...this.at(seg.key), Range: whole ? undefined : `bytes=${from - first}-${to - first}` }),
-      );
-      const etag = lower(res.Metadata)[MD5] ?? unquote(res.ETag);
-      if (whole && (res.ContentLength !== seg.size || (MD5_HEX.test(etag) && etag !== seg.etag))) {
-        (res.Body as Readable).destroy();
-        throw new IntegrityError(`${what}: segment changed since the manifest was written`);
-      }
-      yield* checkedBytes(res.Body as Readable, to - from + 1, what, this.config.bucket, signal);
-    }
+  private get manifestOps(): ManifestOps {
+    return {
+      bucket: this.config.bucket,
+      locationOf: (key) => this.locationOf(key),
+      isKey: (key) => this.keyOf(this.endpoint + key) !== null,
+      get: (what, key, range, signal) =>
+        this.send(what, signal, new GetObjectCommand({ ...this.at(key), Range: range })) as Promise<GetObjectCommandOutput>,
+    };
   }
 
   // The bucket is created on first write; concurrent writers share one attempt, a failure is retried.
