@@ -95,6 +95,7 @@ export interface UploadedPart {
 export class S3Driver implements StorageDriver {
   readonly kind = 's3';
   readonly endpoint: string;
+  readonly server: string;
   private readonly config: S3DriverConfig;
   private readonly client: S3Client;
   private readonly agents: [HttpAgent, HttpsAgent];
@@ -105,6 +106,7 @@ export class S3Driver implements StorageDriver {
     if (config.partSize < 5 * 1024 * 1024) throw new BadRequest('S3 partSize must be at least 5 MiB');
     this.config = { ...config };
     this.endpoint = `s3://${config.bucket}/${config.prefix}`;
+    this.server = config.endpoint.replace(/\/+$/, '');
     this.agents = [new HttpAgent({ keepAlive: true, maxSockets: 32 }), new HttpsAgent({ keepAlive: true, maxSockets: 32 })];
     this.client = createS3Client(config, this.agents);
     this.uploads = this.makeUploads();
