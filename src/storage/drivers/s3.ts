@@ -1,42 +1,26 @@
 import { createHash } from 'node:crypto';
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
 import { Readable } from 'node:stream';
 import {
-  type $Command,
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CopyObjectCommand,
-  CreateBucketCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
   GetObjectCommand,
   type GetObjectCommandOutput,
-  HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
-  type S3Client,
-  type S3ClientResolvedConfig,
-  type ServiceInputTypes,
-  type ServiceOutputTypes,
-  UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { BadRequest, IntegrityError, ObjectNotFound, OverLimit, StorageUnavailable } from '../../errors.ts';
+import { BadRequest, IntegrityError, ObjectNotFound, OverLimit } from '../../errors.ts';
 import { manifestEtag } from '../../streams/swift-etag.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
 import { assertSafeKey } from '../keys.ts';
+import { S3Connection, type S3DriverConfig } from './s3-connection.ts';
 import { type ManifestOps, readManifest, segmentBytes } from './s3-manifest.ts';
 import {
   checkedBytes,
-  createS3Client,
   infoOf,
   lower,
   MANIFEST,
   MAX_MANIFEST_BYTES,
   MAX_PUT,
   MAX_SEGMENTS,
-  MD5,
   MD5_HEX,
   mapLimit,
   metaOut,
@@ -46,7 +30,7 @@ import {
   TOTAL_SIZE,
   unquote,
 } from './s3-support.ts';
-import { md5Passing, putObject, type UploadOps } from './s3-upload.ts';
+import { putObject, type UploadOps } from './s3-upload.ts';
 
 // S3 driver. Large objects follow the StorageDriver model: segments are ordinary objects
 // ("<id>_%08d") and the manifest is a small JSON object listing them, marked by x-amz-meta-tern-*
@@ -67,65 +51,15 @@ import { md5Passing, putObject, type UploadOps } from './s3-upload.ts';
 // createUpload/uploadPart/completeUpload/abortUpload are public so a resumable copy can drive
 // multipart uploads part by part itself.
 
-export interface S3DriverConfig {
-  endpoint: string;
-  region: string;
-  bucket: string;
-  prefix: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  forcePathStyle: boolean;
-  /** Bytes per multipart part, and the most a put buffers (S3 minimum 5 MiB). */
-  partSize: number;
-  /** Tuning knobs; the defaults suit production. */
-  connectTimeoutMs?: number;
-  idleTimeoutMs?: number;
-  maxAttempts?: number;
-}
+export type { S3DriverConfig, UploadedPart } from './s3-connection.ts';
 
-export interface UploadedPart {
-  partNumber: number;
-  /** ETag as S3 returned it (needed by CompleteMultipartUpload), unquoted. */
-  etag: string;
-  /** MD5 hex of the part's bytes. */
-  md5: string;
-  size: number;
-}
-
-export class S3Driver implements StorageDriver {
+export class S3Driver extends S3Connection implements StorageDriver {
   readonly kind = 's3';
-  readonly endpoint: string;
-  readonly server: string;
-  private readonly config: S3DriverConfig;
-  private readonly client: S3Client;
-  private readonly agents: [HttpAgent, HttpsAgent];
   private readonly uploads: UploadOps;
-  private bucketReady: Promise<void> | null = null;
 
   constructor(config: S3DriverConfig) {
-    if (config.partSize < 5 * 1024 * 1024) throw new BadRequest('S3 partSize must be at least 5 MiB');
-    this.config = { ...config };
-    this.endpoint = `s3://${config.bucket}/${config.prefix}`;
-    this.server = config.endpoint.replace(/\/+$/, '');
-    this.agents = [new HttpAgent({ keepAlive: true, maxSockets: 32 }), new HttpsAgent({ keepAlive: true, maxSockets: 32 })];
-    this.client = createS3Client(config, this.agents);
+    super(config);
     this.uploads = this.makeUploads();
-  }
-
-  locationOf(key: string): string {
-    assertSafeKey(key);
-    return this.endpoint + key;
-  }
-
-  keyOf(location: string): string | null {
-    if (!location.startsWith(this.endpoint)) return null;
-    const key = location.slice(this.endpoint.length);
-    try {
-      assertSafeKey(key);
-      return key;
-    } catch {
-      return null;
-    }
   }
 
   async head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null> {
@@ -281,152 +215,11 @@ export class S3Driver implements StorageDriver {
     return { maxSegmentSize: MAX_PUT, maxManifestSegments: MAX_SEGMENTS };
   }
 
-  async close(): Promise<void> {
-    this.client.destroy();
-    for (const agent of this.agents) agent.destroy();
-  }
-
-  // Low-level multipart, for put() and for resumable copies that upload part by part.
-
-  /** Starts a multipart upload; md5 (of the whole object, if known) becomes the etag head() reports. */
-  async createUpload(
-    key: string,
-    options: { metadata?: ObjectMetadata; md5?: string; signal?: AbortSignal } = {},
-  ): Promise<string> {
-    assertSafeKey(key);
-    await this.ensureBucket();
-    const Metadata = { ...metaOut(options.metadata), ...(options.md5 ? { [MD5]: options.md5.toLowerCase() } : {}) };
-    const res = await this.send(
-      `start upload ${this.locationOf(key)}`,
-      options.signal,
-      new CreateMultipartUploadCommand({ ...this.at(key), Metadata }),
-    );
-    if (!res.UploadId) throw new StorageUnavailable(`start upload ${this.locationOf(key)}: S3 returned no upload id`);
-    return res.UploadId;
-  }
-
-  /**
-   * Uploads one part (1-based number). A Buffer goes with Content-MD5, so S3 rejects bytes damaged
-   * on the way; a stream (options.length bytes) is sent as it arrives, its MD5 computed on the way
-   * and compared with the ETag S3 returns (a part's ETag is its MD5).
-   */
-  async uploadPart(
-    key: string,
-    uploadId: string,
-    partNumber: number,
-    data: Buffer | Readable,
-    options: { length?: number; signal?: AbortSignal } | AbortSignal = {},
-  ): Promise<UploadedPart> {
-    assertSafeKey(key);
-    const { length, signal } = options instanceof AbortSignal ? { signal: options, length: undefined } : options;
-    const what = `upload part ${partNumber} of ${this.locationOf(key)}`;
-    const at = { ...this.at(key), UploadId: uploadId, PartNumber: partNumber };
-    if (Buffer.isBuffer(data)) {
-      const digest = createHash('md5').update(data).digest();
-      const res = await this.send(
-        what,
-        signal,
-        new UploadPartCommand({ ...at, Body: data, ContentLength: data.length, ContentMD5: digest.toString('base64') }),
-      );
-      return { partNumber, etag: unquote(res.ETag), md5: digest.toString('hex'), size: data.length };
-    }
-    if (length === undefined) throw new BadRequest(`${what}: a streamed part needs its length`);
-    const hashed = md5Passing(data);
-    const res = await this.send(what, signal, new UploadPartCommand({ ...at, Body: hashed.stream, ContentLength: length }));
-    const etag = unquote(res.ETag);
-    if (etag !== hashed.md5())
-      throw new IntegrityError(`${what}: S3 stored md5 ${etag || '(none)'} but ${hashed.md5()} was sent`);
-    return { partNumber, etag, md5: etag, size: length };
-  }
-
-  async completeUpload(key: string, uploadId: string, parts: UploadedPart[], signal?: AbortSignal): Promise<void> {
-    assertSafeKey(key);
-    const Parts = [...parts].sort((a, b) => a.partNumber - b.partNumber).map((p) => ({ PartNumber: p.partNumber, ETag: p.etag }));
-    await this.send(
-      `complete upload ${this.locationOf(key)}`,
-      signal,
-      new CompleteMultipartUploadCommand({ ...this.at(key), UploadId: uploadId, MultipartUpload: { Parts } }),
-    );
-  }
-
-  /** Drops an unfinished upload and its parts; an upload that is already gone is fine. */
-  async abortUpload(key: string, uploadId: string, signal?: AbortSignal): Promise<void> {
-    assertSafeKey(key);
-    try {
-      await this.send(
-        `abort upload ${this.locationOf(key)}`,
-        signal,
-        new AbortMultipartUploadCommand({ ...this.at(key), UploadId: uploadId }),
-      );
-    } catch (err) {
-      if (!(err instanceof ObjectNotFound)) throw err;
-    }
-  }
-
-  private at(key: string): { Bucket: string; Key: string } {
-    return { Bucket: this.config.bucket, Key: this.config.prefix + key };
-  }
-
-  private async send<I extends ServiceInputTypes, O extends ServiceOutputTypes>(
-    what: string,
-    signal: AbortSignal | undefined,
-    command: $Command<I, O, S3ClientResolvedConfig, ServiceInputTypes, ServiceOutputTypes>,
-  ): Promise<O> {
-    try {
-      return await this.client.send(command, { abortSignal: signal });
-    } catch (err) {
-      throw s3Error(err, what, this.config.bucket, signal);
-    }
-  }
-
-  private mismatch(key: string, field: string, got: string | number, want: string | number): IntegrityError {
+  protected mismatch(key: string, field: string, got: string | number, want: string | number): IntegrityError {
     return new IntegrityError(`put ${this.locationOf(key)}: ${field} mismatch: got ${got}, expected ${want}`);
   }
 
   /** One PutObject of exactly length bytes; S3 checks Content-MD5 when the MD5 is known up front. */
-  private async putSingle(key: string, body: Readable | Buffer, length: number, md5: string | undefined, options: PutOptions) {
-    const res = await this.send(
-      `put ${this.locationOf(key)}`,
-      options.signal,
-      new PutObjectCommand({
-        ...this.at(key),
-        Body: body,
-        ContentLength: length,
-        ContentMD5: md5 ? Buffer.from(md5, 'hex').toString('base64') : undefined,
-        Metadata: metaOut(options.metadata),
-      }),
-    );
-    return unquote(res.ETag);
-  }
-
-  // The ETag of a multipart object is not the MD5 of its bytes, and metadata is fixed when the
-  // upload starts. When the MD5 was not known then, a server-side copy onto itself records it
-  // (CopyObject stops at 5 GiB; beyond that head() reports S3's multipart ETag).
-  private async recordMd5(key: string, md5: string, size: number, metadata?: ObjectMetadata, signal?: AbortSignal) {
-    if (size > MAX_PUT) return;
-    const { Key } = this.at(key);
-    const CopySource = `${this.config.bucket}/${Key.split('/').map(encodeURIComponent).join('/')}`;
-    const Metadata = { ...metaOut(metadata), [MD5]: md5 };
-    try {
-      await this.send(
-        `record md5 of ${this.locationOf(key)}`,
-        signal,
-        new CopyObjectCommand({ ...this.at(key), CopySource, MetadataDirective: 'REPLACE', Metadata }),
-      );
-    } catch (err) {
-      await this.deleteOne(key).catch(() => {});
-      throw err;
-    }
-  }
-
-  private async deleteOne(key: string, signal?: AbortSignal): Promise<void> {
-    try {
-      await this.send(`delete ${this.locationOf(key)}`, signal, new DeleteObjectCommand(this.at(key)));
-    } catch (err) {
-      if (!(err instanceof ObjectNotFound)) throw err;
-    }
-  }
-
   private async listPage(prefix: string, token: string | undefined, signal?: AbortSignal) {
     const { bucket } = this.config;
     try {
@@ -466,28 +259,4 @@ export class S3Driver implements StorageDriver {
   }
 
   // The bucket is created on first write; concurrent writers share one attempt, a failure is retried.
-  private ensureBucket(): Promise<void> {
-    this.bucketReady ??= this.createBucketIfMissing().catch((err) => {
-      this.bucketReady = null;
-      throw err;
-    });
-    return this.bucketReady;
-  }
-
-  private async createBucketIfMissing(): Promise<void> {
-    const Bucket = this.config.bucket;
-    try {
-      await this.send(`check bucket ${Bucket}`, undefined, new HeadBucketCommand({ Bucket }));
-      return;
-    } catch (err) {
-      if (!(err instanceof ObjectNotFound)) throw err;
-    }
-    const { region } = this.config;
-    const CreateBucketConfiguration = region === 'us-east-1' ? undefined : { LocationConstraint: region as never };
-    try {
-      await this.client.send(new CreateBucketCommand({ Bucket, CreateBucketConfiguration }));
-    } catch (err) {
-      if ((err as Error).name !== 'BucketAlreadyOwnedByYou') throw s3Error(err, `create bucket ${Bucket}`, Bucket);
-    }
-  }
 }
