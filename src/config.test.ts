@@ -72,6 +72,15 @@ describe('loadConfig', () => {
     assert.throws(() => loadConfig({ file: dup }), /listed twice/);
   });
 
+  it('refuses fs container names that could escape the root or meet the sidecar tree', () => {
+    for (const container of ['.', '..', '.meta', '.tmp-1', 'a/b']) {
+      const path = file(`c${Math.random()}.json`, JSON.stringify({ storage: { driver: 'fs', root: '/x', container } }));
+      assert.throws(() => loadConfig({ file: path }), /\/storage/, container);
+    }
+    const ok = file('ok.json', JSON.stringify({ storage: { driver: 'fs', root: '/x', container: 'a.b_c-1' } }));
+    assert.equal((loadConfig({ file: ok }).storage as { container: string }).container, 'a.b_c-1');
+  });
+
   it('gives datastore versions ids that are the same in every region', () => {
     const a = loadConfig({ env: { TERN_DATA_DIR: join(dir, 'a'), TERN_REGION: 'a' } });
     const b = loadConfig({ env: { TERN_DATA_DIR: join(dir, 'b'), TERN_REGION: 'b' } });

@@ -17,7 +17,13 @@ export const FsStorageSchema = Type.Object(
   {
     driver: Type.Literal('fs'),
     root: Type.String({ minLength: 1 }),
-    container: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9_.-]+$', default: 'database_backups' }),
+    /** A plain folder name; no leading "." (so never ".", "..", the ".meta" sidecar tree or a temp name). */
+    container: Type.String({
+      minLength: 1,
+      maxLength: 255,
+      pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]*$',
+      default: 'database_backups',
+    }),
   },
   { additionalProperties: false },
 );

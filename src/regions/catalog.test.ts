@@ -6,13 +6,14 @@ import { FsDriver } from '../storage/drivers/fs.ts';
 import { Catalog } from './catalog.ts';
 
 // Only endpoint/keyOf/locationOf matter to the trust check; the rest must never be called.
-function fakeDriver(endpoint: string): StorageDriver {
+function fakeDriver(endpoint: string, server?: string): StorageDriver {
   const refuse = () => {
     throw new Error('the trust check must not touch storage');
   };
   return {
     kind: 'fake',
     endpoint,
+    server,
     locationOf: (key) => endpoint + key.split('/').map(encodeURIComponent).join('/'),
     keyOf: (location) => (location.startsWith(endpoint) ? decodeURIComponent(location.slice(endpoint.length)) : null),
     head: refuse,
@@ -185,6 +186,59 @@ describe('Catalog', () => {
       /same storage endpoint/,
     );
     assert.throws(() => new Catalog([{ region: 'a', driver: fakeDriver('not a url') }]), ConfigError);
+  });
+
+  it('refuses at start-up two regions with the same S3 bucket name on different servers', () => {
+    const twoServers = () =>
+      new Catalog([
+        { region: 'a', driver: fakeDriver('s3://backups/', 'http://s3.region-a:8080') },
+        { region: 'b', driver: fakeDriver('s3://backups/b/', 'http://s3.region-b:8080') },
+      ]);
+    assert.throws(twoServers, (err: Error) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /regions a and b both use s3:\/\/backups\/ but on different servers/);
+      assert.match(err.message, /http:\/\/s3\.region-a:8080 and http:\/\/s3\.region-b:8080/);
+      return true;
+    });
+    // The same bucket on the same server under other prefixes is one store: fine.
+    const shared = new Catalog([
+      { region: 'a', driver: fakeDriver('s3://backups/a/', 'http://s3:8080') },
+      { region: 'b', driver: fakeDriver('s3://backups/b/', 'http://s3:8080') },
+    ]);
+    assert.equal(shared.resolve('s3://backups/b/x.tar.gz').region, 'b');
+    // Different buckets on different servers: fine.
+    new Catalog([
+      { region: 'a', driver: fakeDriver('s3://backups-a/', 'http://s3.region-a:8080') },
+      { region: 'b', driver: fakeDriver('s3://backups-b/', 'http://s3.region-b:8080') },
+    ]);
+  });
+
+  it('refuses the same configuration built from real S3 drivers', async () => {
+    const { S3Driver } = await import('../storage/drivers/s3.ts');
+    const s3 = (endpoint: string) =>
+      new S3Driver({
+        endpoint,
+        region: 'us-east-1',
+        bucket: 'backups',
+        prefix: '',
+        accessKeyId: 'k',
+        secretAccessKey: 's',
+        forcePathStyle: true,
+        partSize: 5 * 1024 * 1024,
+      });
+    const [a, b] = [s3('http://127.0.0.1:9001'), s3('http://127.0.0.1:9002/')];
+    try {
+      assert.throws(
+        () =>
+          new Catalog([
+            { region: 'a', driver: a },
+            { region: 'b', driver: b },
+          ]),
+        /different servers/,
+      );
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
   });
 
   it('trusts a region whose driver learns its endpoint only after connecting', () => {

@@ -118,6 +118,20 @@ export class Catalog {
       if (this.parsed.has(entry.region)) continue;
       const ep = parseEndpoint(entry);
       if (!ep) continue;
+      // s3://bucket/key names no server: the same bucket name on two servers cannot be told apart.
+      const namesake = [...this.parsed.values()].find(
+        (other) =>
+          other.protocol === ep.protocol &&
+          other.host === ep.host &&
+          (other.entry.driver.server ?? null) !== (entry.driver.server ?? null),
+      );
+      if (namesake) {
+        throw new ConfigError(
+          `catalog: regions ${namesake.entry.region} and ${entry.region} both use ${ep.protocol}//${ep.host}/ but on different servers ` +
+            `(${namesake.entry.driver.server ?? 'unnamed'} and ${entry.driver.server ?? 'unnamed'}); a ${ep.protocol}// location names only the bucket, ` +
+            'so it could belong to either. Give the regions differently named buckets.',
+        );
+      }
       const id = endpointId(ep);
       const twin = [...this.parsed.values()].find((other) => endpointId(other) === id);
       if (twin) {

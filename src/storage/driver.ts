@@ -56,6 +56,11 @@ export interface StorageDriver {
   readonly kind: string;
   /** The URL prefix under which this driver's objects live, e.g. "file:///srv/tern/database_backups/". */
   readonly endpoint: string;
+  /**
+   * The server behind the endpoint when the endpoint does not name it: an s3:// location names
+   * only the bucket, so the S3 driver gives its service URL here (e.g. "http://127.0.0.1:8081").
+   */
+  readonly server?: string;
   /** Full location URL of a key; the inverse of keyOf. */
   locationOf(key: string): string;
   /** The key of a location under this driver's endpoint, or null if the location is not ours. */

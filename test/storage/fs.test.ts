@@ -111,6 +111,13 @@ describe('FsDriver on a real folder', () => {
     assert.throws(() => new FsDriver({ root, container: '.meta' }), ConfigError);
   });
 
+  it('refuses container names that could escape the root or meet the sidecar tree', () => {
+    for (const bad of ['.', '..', '.meta', '.tmp-x', '.hidden', '', 'a/b', '../x', 'a\\b', 'x'.repeat(256)]) {
+      assert.throws(() => new FsDriver({ root, container: bad }), ConfigError, JSON.stringify(bad));
+    }
+    for (const good of ['database_backups', 'c', '_x', 'a.b-c', 'x'.repeat(255)]) new FsDriver({ root, container: good });
+  });
+
   it('keyOf refuses other folders, encoded dots and slashes, queries and fragments', () => {
     const e = driver.endpoint;
     for (const location of [

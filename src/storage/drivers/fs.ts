@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { constants, type Dirent, type Stats } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { addAbortSignal, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -11,6 +11,7 @@ import { manifestEtag } from '../../streams/swift-etag.ts';
 import { verifyDigest } from '../../streams/verify.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
 import { assertSafeKey } from '../keys.ts';
+import { CONTAINER_NAME, META_DIR, publish, readSidecar, type Sidecar, type SidecarFields } from './fs-sidecar.ts';
 import {
   byteSpan,
   discard,
@@ -41,16 +42,6 @@ export interface FsDriverConfig {
   container: string;
 }
 
-interface Sidecar {
-  ino: number;
-  fileSize: number;
-  size: number;
-  etag: string;
-  metadata: ObjectMetadata;
-  segmented: boolean;
-}
-
-const META_DIR = '.meta';
 const MAX_SEGMENT_SIZE = 5 * 1024 ** 3;
 const MAX_MANIFEST_SEGMENTS = 10_000;
 const MD5_HEX = /^[0-9a-f]{32}$/;
@@ -63,8 +54,10 @@ export class FsDriver implements StorageDriver {
 
   constructor(config: FsDriverConfig) {
     const { container } = config;
-    if (!/^[A-Za-z0-9_.-]+$/.test(container) || container === '.' || container === '..' || container === META_DIR) {
-      throw new ConfigError(`fs storage: container ${JSON.stringify(container)} is not a plain folder name`);
+    if (!CONTAINER_NAME.test(container)) {
+      throw new ConfigError(
+        `fs storage: container ${JSON.stringify(container)} must be a plain folder name (letters, digits, "_", "." and "-", not starting with ".")`,
+      );
     }
     const root = resolve(config.root);
     this.dir = join(root, container);
@@ -311,51 +304,12 @@ export class FsDriver implements StorageDriver {
     return { key, size, etag: md5.digest('hex'), metadata: {}, segmented: false, lastModified };
   }
 
-  /** The sidecar of key, if it describes exactly this file. */
-  private async sidecar(key: string, stat: Stats): Promise<Sidecar | null> {
-    let meta: Sidecar;
-    try {
-      const handle = await open(join(this.metaDir, key), constants.O_RDONLY | constants.O_NOFOLLOW);
-      try {
-        meta = JSON.parse(await handle.readFile('utf8'));
-      } finally {
-        await handle.close();
-      }
-    } catch {
-      return null;
-    }
-    return meta.ino === stat.ino && meta.fileSize === stat.size ? meta : null;
+  private sidecar(key: string, stat: Stats): Promise<Sidecar | null> {
+    return readSidecar(join(this.metaDir, key), stat);
   }
 
-  /** Writes the sidecar for the finished temp file, then renames the file into place. */
-  private async publish(
-    key: string,
-    tmp: string,
-    fields: Pick<Sidecar, 'size' | 'etag' | 'metadata' | 'segmented'>,
-    signal?: AbortSignal,
-  ): Promise<void> {
-    const handle = await open(tmp, 'r');
-    let stat: Stats;
-    try {
-      stat = await handle.stat();
-    } finally {
-      await handle.close();
-    }
-    const sidecar: Sidecar = { ino: stat.ino, fileSize: stat.size, ...fields };
-    const metaPath = join(this.metaDir, key);
-    await mkdir(dirname(metaPath), { recursive: true });
-    const metaTmp = tempBeside(metaPath);
-    try {
-      await writeSynced(metaTmp, JSON.stringify(sidecar));
-      signal?.throwIfAborted();
-      await rename(metaTmp, metaPath);
-    } catch (err) {
-      await discard(metaTmp);
-      throw err;
-    }
-    const path = join(this.dir, key);
-    await rename(tmp, path);
-    await syncDir(dirname(path));
+  private publish(key: string, tmp: string, fields: SidecarFields, signal?: AbortSignal): Promise<void> {
+    return publish(tmp, join(this.dir, key), join(this.metaDir, key), fields, signal);
   }
 
   private async remove(key: string): Promise<void> {

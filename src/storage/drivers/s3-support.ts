@@ -1,7 +1,6 @@
 import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
-import { Writable } from 'node:stream';
 import { S3Client } from '@aws-sdk/client-s3';
 import {
   BadRequest,
@@ -15,7 +14,7 @@ import {
 import type { ObjectInfo, ObjectMetadata } from '../driver.ts';
 
 // Pieces of the S3 driver that hold no driver state: the client settings, our metadata names, the
-// mapping of S3 failures to Tern errors, part splitting, and checks on response bodies.
+// mapping of S3 failures to Tern errors, and checks on response bodies.
 
 /**
  * Everything explicit: AWS_* variables and ~/.aws files must not change where or how we connect
@@ -132,46 +131,6 @@ export async function* checkedBytes(
   }
   if (expected !== undefined && received !== expected) {
     throw new StorageUnavailable(`${what}: connection ended after ${received} of ${expected} bytes`);
-  }
-}
-
-/** Collects a byte stream into parts of exactly partSize (the last may be shorter or empty). */
-export class PartSink extends Writable {
-  private chunks: Buffer[] = [];
-  private filled = 0;
-  private readonly partSize: number;
-  private readonly onPart: (data: Buffer, last: boolean) => Promise<void>;
-
-  constructor(partSize: number, onPart: (data: Buffer, last: boolean) => Promise<void>) {
-    super();
-    this.partSize = partSize;
-    this.onPart = onPart;
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.take(chunk).then(() => callback(), callback);
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    this.flush(true).then(() => callback(), callback);
-  }
-
-  private async take(chunk: Buffer): Promise<void> {
-    while (chunk.length > 0) {
-      // A full part goes out only once more bytes arrive, so the last part is known to be last.
-      if (this.filled === this.partSize) await this.flush(false);
-      const n = Math.min(this.partSize - this.filled, chunk.length);
-      this.chunks.push(chunk.subarray(0, n));
-      this.filled += n;
-      chunk = chunk.subarray(n);
-    }
-  }
-
-  private async flush(last: boolean): Promise<void> {
-    const data = Buffer.concat(this.chunks, this.filled);
-    this.chunks = [];
-    this.filled = 0;
-    await this.onPart(data, last);
   }
 }
 

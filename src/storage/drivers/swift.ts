@@ -1,4 +1,4 @@
-import { pipeline, Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import {
   BadRequest,
@@ -142,9 +142,7 @@ export class SwiftDriver implements StorageDriver {
     }
     if (res.statusCode !== (range ? 206 : 200)) throw await unexpected(res, what);
     const length = Number(header(res, 'content-length'));
-    return Readable.from(guardedBody(res, Number.isSafeInteger(length) ? length : undefined, what, signal), {
-      objectMode: false,
-    });
+    return guardedBody(res, Number.isSafeInteger(length) ? length : undefined, what, signal);
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {

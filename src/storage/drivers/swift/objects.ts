@@ -1,3 +1,4 @@
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { BadRequest, StorageUnavailable } from '../../../errors.ts';
 import type { ObjectInfo, ObjectMetadata } from '../../driver.ts';
 import { assertSafeKey } from '../../keys.ts';
@@ -87,26 +88,42 @@ export function listingInfo(entry: SwiftListing): ObjectInfo {
 
 /**
  * The bytes of a GET, failing (StorageUnavailable) when the connection ends before Content-Length
- * bytes arrived, so a cut stream never looks like a short object.
+ * bytes arrived, so a cut stream never looks like a short object. Stream to stream (pipe), not an
+ * async iterator: no promise per chunk, and backpressure reaches the socket directly.
  */
-export async function* guardedBody(
-  res: Response,
-  expected: number | undefined,
-  what: string,
-  signal?: AbortSignal,
-): AsyncGenerator<Buffer> {
-  let bytes = 0;
-  try {
-    for await (const chunk of res.body) {
-      bytes += (chunk as Buffer).length;
-      yield chunk as Buffer;
-    }
-  } catch (err) {
-    throw netError(err, what, signal);
-  } finally {
-    if (!res.body.readableEnded) res.body.destroy();
+export function guardedBody(res: Response, expected: number | undefined, what: string, signal?: AbortSignal): Readable {
+  const body = res.body;
+  const guard = new LengthGuard(expected, what);
+  body.on('error', (err) => guard.destroy(netError(err, what, signal) as Error));
+  guard.on('close', () => {
+    if (!body.readableEnded) body.destroy();
+  });
+  body.pipe(guard);
+  return guard;
+}
+
+/** Counts bytes; ending short of `expected` means the connection was cut. */
+export class LengthGuard extends Transform {
+  private bytes = 0;
+  private readonly expected: number | undefined;
+  private readonly what: string;
+
+  constructor(expected: number | undefined, what: string) {
+    super();
+    this.expected = expected;
+    this.what = what;
   }
-  if (expected !== undefined && bytes !== expected) {
-    throw new StorageUnavailable(`${what}: the connection ended after ${bytes} of ${expected} bytes`);
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.expected !== undefined && this.bytes !== this.expected) {
+      callback(new StorageUnavailable(`${this.what}: the connection ended after ${this.bytes} of ${this.expected} bytes`));
+      return;
+    }
+    callback();
   }
 }
