@@ -60,6 +60,8 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
   const db = await connectDb(config.database.url);
   await seedDatastores(db.kysely, config.datastores);
   const storage = buildDriver(config.storage);
+  const leftovers = await storage.recover?.();
+  if (leftovers) logger.warn({ files: leftovers }, 'removed temp files of writes that died mid-way');
   const sources = config.catalog.map((entry) => ({
     region: entry.region,
     apiUrl: entry.apiUrl,

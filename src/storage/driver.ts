@@ -93,6 +93,8 @@ export interface StorageDriver {
   ): Promise<PutResult>;
   /** Largest segment this store accepts in one PUT, and the most segments a manifest may join. */
   limits(): Promise<{ maxSegmentSize: number; maxManifestSegments: number }>;
+  /** Removes what writers that died mid-write left behind (fs temp files); called once at start. */
+  recover?(): Promise<number>;
   /** Releases pooled connections. */
   close(): Promise<void>;
 }

@@ -16,15 +16,11 @@ import type { ByteRange, ObjectMetadata, SegmentInfo } from '../driver.ts';
 
 // File system helpers of the fs driver: durable small writes, manifests, ranges, error mapping.
 
-export const TEMP_PREFIX = '.tmp-';
+export { TEMP_PREFIX, tempBeside } from './fs-temps.ts';
 
 /** Percent-encodes one path segment exactly as a file: URL would. */
 export function encodeSegment(segment: string): string {
   return pathToFileURL(`/${segment}`).href.slice('file:///'.length);
-}
-
-export function tempBeside(path: string): string {
-  return join(dirname(path), TEMP_PREFIX + randomBytes(8).toString('hex'));
 }
 
 /** Best-effort removal of our own temp file: the error that brought us here matters more. */

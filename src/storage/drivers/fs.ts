@@ -12,6 +12,7 @@ import { verifyDigest } from '../../streams/verify.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
 import { assertSafeKey } from '../keys.ts';
 import { CONTAINER_NAME, META_DIR, publish, readSidecar, type Sidecar, type SidecarFields } from './fs-sidecar.ts';
+import { removeStaleTemps } from './fs-temps.ts';
 import {
   byteSpan,
   discard,
@@ -242,6 +243,10 @@ export class FsDriver implements StorageDriver {
 
   async limits(): Promise<{ maxSegmentSize: number; maxManifestSegments: number }> {
     return { maxSegmentSize: MAX_SEGMENT_SIZE, maxManifestSegments: MAX_MANIFEST_SEGMENTS };
+  }
+
+  async recover(): Promise<number> {
+    return removeStaleTemps([this.dir, this.metaDir]);
   }
 
   async close(): Promise<void> {}

@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { FsDriver } from '../../src/storage/drivers/fs.ts';
+import { type ServedRegion, serveRegion } from '../helpers/serve.ts';
+
+// kill -9 of the region that runs a copy, at random points of the transfer, then a restart: the
+// copy must end COMPLETED with the source's bytes, re-send at most the segments that were in
+// flight, and leave nothing but the manifest and its segments in the target.
+
+const MiB = 1024 * 1024;
+const SEGMENTS = 40;
+const SEGMENT = 4 * MiB;
+const PARALLELISM = 3;
+const token = randomBytes(16).toString('hex');
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name));
+}
+
+describe('fault: the copying worker is killed (-9) and restarted', () => {
+  let dir: string;
+  let region2: ServedRegion | undefined;
+  let source: FsDriver;
+  let target: FsDriver;
+  let config: Record<string, unknown>;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tern-fault-kill-'));
+    mkdirSync(join(dir, 'region2'));
+    const root1 = join(dir, 'region1', 'objects');
+    source = new FsDriver({ root: root1, container: 'database_backups' });
+    target = new FsDriver({ root: join(dir, 'region2', 'objects'), container: 'database_backups' });
+    config = {
+      region: 'region2',
+      storage: { driver: 'fs', root: join(dir, 'region2', 'objects') },
+      auth: { tokens: [{ token, project: 'p1', roles: ['member'] }] },
+      catalog: [{ region: 'region1', storage: { driver: 'fs', root: root1 } }],
+      copy: { parallelism: PARALLELISM },
+      // A short lease so the dead worker's job is reclaimed quickly after the restart.
+      worker: { pollMs: 50, leaseSeconds: 2, heartbeatSeconds: 0.5, backoffBaseMs: 100 },
+    };
+  });
+
+  after(async () => {
+    await region2?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const api = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${region2!.url}/v1.0/p1${path}`, {
+      method,
+      headers: { 'x-auth-token': token, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    return { status: res.status, body: (await res.json().catch(() => null)) as any };
+  };
+
+  test('two kills at random points; the copy completes, verified, with bounded re-sends and no orphans', async (t) => {
+    const id = randomUUID();
+    const whole = createHash('md5');
+    const segments = [];
+    for (let i = 0; i < SEGMENTS; i++) {
+      const bytes = randomBytes(SEGMENT);
+      whole.update(bytes);
+      const key = `${id}_${String(i).padStart(8, '0')}`;
+      segments.push({ key, size: SEGMENT, etag: (await source.put(key, Readable.from([bytes]))).etag });
+    }
+    const key = `${id}.xbstream.gz`;
+    const manifest = await source.putManifest(key, segments, {
+      metadata: { datastore: 'mariadb', 'datastore-version': '10.11' },
+    });
+
+    region2 = await serveRegion(join(dir, 'region2'), config);
+    const created = await api('POST', '/backups', { backup: { name: 'killed', location: source.locationOf(key) } });
+    assert.equal(created.status, 202, JSON.stringify(created.body));
+    const backupId: string = created.body.backup.id;
+    const segmentDir = join(dir, 'region2', 'objects', 'database_backups');
+
+    const kills: Array<{ atPercent: number; finished: number }> = [];
+    const inodes = new Map<string, number>();
+    let resent = 0;
+    for (const killAt of [15 + Math.random() * 30, 55 + Math.random() * 30]) {
+      let percent = 0;
+      for (let i = 0; i < 2000 && percent < killAt; i++) {
+        const { body } = await api('GET', `/backups/${backupId}`);
+        assert.notEqual(body.backup.status, 'FAILED', body.backup.fail_reason);
+        if (body.backup.status === 'COMPLETED') break;
+        percent = body.backup.progress?.percent ?? 0;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      region2.child.kill('SIGKILL');
+      await new Promise((r) => region2!.child.once('exit', r));
+      // Segments published before the kill; a re-sent one is published again under a new inode.
+      const published = filesUnder(segmentDir).filter((f) => f.includes(`${backupId}_`));
+      for (const f of published) {
+        const ino = statSync(f).ino;
+        if (inodes.has(f) && inodes.get(f) !== ino) resent++;
+        inodes.set(f, ino);
+      }
+      kills.push({ atPercent: Math.round(percent), finished: published.length });
+      region2 = await serveRegion(join(dir, 'region2'), config);
+    }
+
+    let backup: any;
+    for (let i = 0; i < 600; i++) {
+      backup = (await api('GET', `/backups/${backupId}`)).body.backup;
+      if (['COMPLETED', 'FAILED'].includes(backup.status)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(backup.status, 'COMPLETED', backup.fail_reason);
+    assert.equal(backup.checksum, manifest.etag);
+    const copyKey = target.keyOf(backup.locationRef)!;
+    const hash = createHash('md5');
+    for await (const chunk of await target.get(copyKey)) hash.update(chunk as Buffer);
+    assert.equal(hash.digest('hex'), whole.digest('hex'), 'the copy has the source bytes');
+
+    for (const [f, ino] of inodes) if (statSync(f).ino !== ino) resent++;
+    assert.ok(resent <= 2 * PARALLELISM, `re-sent ${resent} segments over two kills; at most ${PARALLELISM} in flight each`);
+
+    const left = filesUnder(join(dir, 'region2', 'objects')).map((f) => f.slice(dir.length));
+    const ours = left.filter((f) => f.includes(backupId));
+    assert.equal(ours.filter((f) => !f.includes('/.meta/')).length, SEGMENTS + 1, 'the manifest and its segments');
+    assert.deepEqual(
+      left.filter((f) => !f.includes(backupId)),
+      [],
+      'no temp files or other leftovers in the target',
+    );
+    t.diagnostic(`kills: ${JSON.stringify(kills)}; segments re-sent: ${resent} (parallelism ${PARALLELISM}); orphans: 0`);
+  });
+});
