@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig } from '../../src/config.ts';
+import { loadConfig, type StorageConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { type RunningTern, startTern } from '../../src/main/server.ts';
 
@@ -26,8 +26,14 @@ export interface TestRegion {
 export interface TestRegionOptions {
   name?: string;
   dbUrl?: string;
-  /** Other regions this one trusts, as {region, storage root}. */
-  catalog?: Array<{ region: string; root: string; apiUrl?: string }>;
+  /** Other regions this one trusts, as {region, storage root} (or any storage config), API URL and keys. */
+  catalog?: Array<{ region: string; root?: string; storage?: StorageConfig; apiUrl?: string; keys?: Array<{ secret: string }> }>;
+  /** This region's storage (default: fs under the region's folder). */
+  storage?: StorageConfig;
+  /** Tokens to configure (default: random); regions sharing them accept the same callers, as with one Keystone. */
+  tokens?: { admin: string; member: string; other: string };
+  /** This region's encryption key secret (default: a generated one). */
+  keySecret?: string;
   worker?: Record<string, unknown>;
   extra?: Record<string, unknown>;
 }
@@ -35,7 +41,7 @@ export interface TestRegionOptions {
 export async function startTestRegion(options: TestRegionOptions = {}): Promise<TestRegion> {
   const name = options.name ?? 'region2';
   const dir = mkdtempSync(join(tmpdir(), `tern-${name}-`));
-  const tokens = { admin: rnd(), member: rnd(), other: rnd() };
+  const tokens = options.tokens ?? { admin: rnd(), member: rnd(), other: rnd() };
   const configFile = join(dir, 'tern.json');
   writeFileSync(
     configFile,
@@ -44,7 +50,8 @@ export async function startTestRegion(options: TestRegionOptions = {}): Promise<
       listen: { host: '127.0.0.1', port: 0 },
       dataDir: dir,
       database: { url: options.dbUrl ?? `sqlite:${dir}/tern.db` },
-      storage: { driver: 'fs', root: join(dir, 'objects') },
+      storage: options.storage ?? { driver: 'fs', root: join(dir, 'objects') },
+      ...(options.keySecret ? { encryption: { keys: [{ secret: options.keySecret }] } } : {}),
       auth: {
         tokens: [
           { token: tokens.admin, project: 'admin', roles: ['admin'] },
@@ -55,7 +62,8 @@ export async function startTestRegion(options: TestRegionOptions = {}): Promise<
       catalog: (options.catalog ?? []).map((c) => ({
         region: c.region,
         apiUrl: c.apiUrl,
-        storage: { driver: 'fs', root: c.root },
+        storage: c.storage ?? { driver: 'fs', root: c.root },
+        keys: c.keys ?? [],
       })),
       worker: { pollMs: 50, backoffBaseMs: 50, backoffMaxMs: 200, leaseSeconds: 5, heartbeatSeconds: 1, ...options.worker },
       logLevel: 'silent',
