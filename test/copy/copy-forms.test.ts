@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { segmentKey } from '../../src/storage/keys.ts';
+import { tern } from '../cli/run.ts';
 import { startTestRegion, type TestRegion } from '../helpers/tern.ts';
 import { KEY_A, KEY_B, keysWith, md5, readAll, rowCount, seedBackup, waitForStatus } from './regions.ts';
 
@@ -250,5 +251,27 @@ describe('copy forms between two fs regions', () => {
       // The manifest and its 5 segments, under this backup's id only.
       assert.equal((await keysWith(storage, res.body.backup.id)).length, 6);
     }
+  });
+
+  it('CLI: tern backup copy <id> --from region1 --wait against the real servers', async () => {
+    const a = await seedBackup(r1, { segments: 3 });
+    const env = { TERN_TOKEN: r1.tokens.member, TERN_PROJECT: 'p1', TERN_URL: r2.url };
+    const ok = await tern(['backup', 'copy', a.id, '--from', 'region1', '--wait'], { env });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, new RegExp(`COMPLETED \\(.* GB, checksum ${a.checksum}\\)`));
+    assert.ok(!ok.stdout.includes(r1.tokens.member) && !ok.stderr.includes(r1.tokens.member));
+    const missing = await tern(['backup', 'copy', crypto.randomUUID(), '--from', 'region1', '--wait'], { env });
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /not found in region region1/);
+    const json = await tern(
+      ['backup', 'copy', a.id, '--from', 'region1', '--to-url', r2.url, '--url', 'http://127.0.0.1:1', '--json'],
+      {
+        env,
+      },
+    );
+    assert.equal(json.code, 0, json.stderr);
+    const created = JSON.parse(json.stdout).backup;
+    assert.equal(created.status, 'NEW');
+    assert.equal((await waitForStatus(r2, created.id, ['COMPLETED', 'FAILED'])).status, 'COMPLETED');
   });
 });
