@@ -9,7 +9,7 @@ import { createPgDatabase, dropPgDatabase } from '../helpers/db.ts';
 import { startTestRegion, type TestRegion } from '../helpers/tern.ts';
 import { KEY_A, KEY_B, keysWith, md5, readAll, rowCount, seedBackup, waitForStatus } from './regions.ts';
 
-// The three create forms between two real Tern regions on fs storage (real HTTP, real SQLite):
+// The three create forms between two real Tern regions on fs storage (real HTTP; region2 on SQLite and PostgreSQL):
 // region1 holds backups, region2 copies them. Chains, re-wrapped passphrases, and refusals that
 // must leave no row, no job and no object behind.
 
@@ -25,8 +25,10 @@ for (const dbKind of ['sqlite', 'postgres'] as const)
       r1 = await startTestRegion({ name: 'region1', keySecret: KEY_A });
       const tokens = r1.tokens;
       const source = { region: 'region1', root: join(r1.dir, 'objects'), apiUrl: r1.url };
+      if (dbKind === 'postgres') pgUrl = await createPgDatabase();
       r2 = await startTestRegion({
         name: 'region2',
+        dbUrl: pgUrl,
         tokens,
         keySecret: KEY_B,
         catalog: [{ ...source, keys: [{ secret: KEY_A }] }],
