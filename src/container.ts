@@ -3,8 +3,10 @@ import { chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { StaticTokenAuthenticator } from './auth.ts';
+import { CopyRequests } from './backups/copy-request.ts';
 import { CREATE_JOB } from './backups/create-from-instance.ts';
-import { BackupService, COPY_JOB, DELETE_JOB } from './backups/service.ts';
+import { COPY_JOB, DELETE_JOB } from './backups/jobs.ts';
+import { BackupService } from './backups/service.ts';
 import { copyBackupTask } from './backups/tasks/copy.ts';
 import { createBackupTask } from './backups/tasks/create.ts';
 import { deleteBackupTask } from './backups/tasks/delete.ts';
@@ -20,6 +22,7 @@ import { JobRunner } from './jobs/runner.ts';
 import { Keyring } from './keys/keyring.ts';
 import { createLogger } from './logger.ts';
 import { Catalog } from './regions/catalog.ts';
+import { SourceRegionApi } from './regions/source-api.ts';
 import type { StorageDriver } from './storage/driver.ts';
 import { FsDriver } from './storage/drivers/fs.ts';
 import { S3Driver } from './storage/drivers/s3.ts';
@@ -84,7 +87,15 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
   const runner = new JobRunner({
     db,
     handlers: {
-      [COPY_JOB]: copyBackupTask({ db, catalog, target: storage, parallelism: config.copy.parallelism, logger }),
+      [COPY_JOB]: copyBackupTask({
+        db,
+        catalog,
+        target: storage,
+        parallelism: config.copy.parallelism,
+        segmentRetries: config.copy.segmentRetries,
+        maxAttempts: w.maxAttempts,
+        logger,
+      }),
       [DELETE_JOB]: deleteBackupTask({ db, storage }),
       [CREATE_JOB]: createBackupTask({
         db,
@@ -106,13 +117,16 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
     backoffMaxMs: w.backoffMaxMs,
     logger,
   });
-  const backups = new BackupService({
+  const wakeWorker = () => runner.wake();
+  const copies = new CopyRequests({
     db,
     catalog,
-    limits: config.limits,
+    keyring,
+    sourceApi: new SourceRegionApi(catalog),
     maxAttempts: w.maxAttempts,
-    wakeWorker: () => runner.wake(),
+    wakeWorker,
   });
+  const backups = new BackupService({ db, copies, limits: config.limits, maxAttempts: w.maxAttempts, wakeWorker });
   const instances = new InstanceService({
     db,
     keyring,
@@ -120,7 +134,7 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
     instancesDir,
     limits: config.limits,
     maxAttempts: w.maxAttempts,
-    wakeWorker: () => runner.wake(),
+    wakeWorker,
     logger,
   });
   return {

@@ -71,6 +71,12 @@ export class StorageFull extends TernError {
   override readonly kind = 'storageFull';
 }
 
+/** Another region's API could not be reached or answered nonsense (down, timeout, 5xx, redirect). */
+export class RegionUnavailable extends TernError {
+  override readonly kind = 'regionUnavailable';
+  override readonly transient = true;
+}
+
 /** A wrapped secret (backup passphrase, instance password) cannot be opened with the keys here. */
 export class KeyUnavailable extends TernError {
   override readonly kind = 'keyUnavailable';

@@ -1,33 +1,19 @@
-import { randomUUID } from 'node:crypto';
 import type { AuthContext } from '../auth.ts';
 import type { Db } from '../db/connect.ts';
-import {
-  type BackupRow,
-  childrenOf,
-  findBackup,
-  insertBackup,
-  listBackups,
-  newBackupRow,
-  softDeleteBackup,
-} from '../db/repos/backups.ts';
-import {
-  type DatastoreVersion,
-  findDatastoreVersion,
-  findDatastoreVersionByName,
-  versionIdsOfDatastore,
-} from '../db/repos/datastores.ts';
+import { type BackupRow, childrenOf, findBackup, listBackups, softDeleteBackup } from '../db/repos/backups.ts';
+import { type DatastoreVersion, findDatastoreVersion, versionIdsOfDatastore } from '../db/repos/datastores.ts';
 import { findInstance } from '../db/repos/instances.ts';
 import { BadRequest, Forbidden, NotFound, NotImplemented, Unprocessable } from '../errors.ts';
-import { enqueue } from '../jobs/queue.ts';
-import type { Catalog } from '../regions/catalog.ts';
+import { activeJobFor, enqueue, requestCancel } from '../jobs/queue.ts';
+import type { CopyRequests } from './copy-request.ts';
 import { createFromInstance } from './create-from-instance.ts';
+import { COPY_JOB, DELETE_JOB } from './jobs.ts';
 import { isRunning } from './state.ts';
 
 // The backups domain: what may be created, seen and deleted, by whom. Shared by HTTP and CLI;
 // knows nothing of Fastify. Work that takes time is a job enqueued in the same transaction as the row.
 
-export const COPY_JOB = 'backup.copy';
-export const DELETE_JOB = 'backup.delete';
+export { COPY_JOB, DELETE_JOB } from './jobs.ts';
 
 export interface CreateBackupInput {
   name: string;
@@ -55,11 +41,14 @@ export interface ListBackupsInput {
 export interface BackupWithDatastore {
   backup: BackupRow;
   datastore: DatastoreVersion | undefined;
+  /** The wrapped passphrase and its key id, set only for a caller of the backup's own project (copies to other regions). */
+  envelope?: { keyId: string; wrapped: string };
 }
 
 export interface BackupServiceDeps {
   db: Db;
-  catalog: Catalog;
+  /** The location, restore_from and source forms of create (copies from another region). */
+  copies: CopyRequests;
   limits: { maxPageSize: number; defaultPageSize: number };
   maxAttempts: number;
   /** Nudges the in-process worker after an enqueue (no-op when the worker runs elsewhere). */
@@ -67,8 +56,6 @@ export interface BackupServiceDeps {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-/** Object metadata that names the project owning a backup's bytes (written by Tern on every object). */
-export const PROJECT_META = 'project-id';
 
 export class BackupService {
   private readonly deps: BackupServiceDeps;
@@ -86,41 +73,7 @@ export class BackupService {
     if (input.instance) {
       return createFromInstance(this.deps, ctx, projectId, { ...input, instance: input.instance });
     }
-    if (input.source)
-      throw new NotImplemented(
-        'the {"source": {"region", "id"}} form is not available yet; pass the source object URL as "location"',
-      );
-    const location = input.location ?? input.restoreFrom!.remoteLocation;
-    const { region, driver, key } = this.deps.catalog.resolve(location);
-    const head = await driver.head(key);
-    if (!head) throw new NotFound(`no backup object at ${location}: it may have been deleted, or the location is mistyped`);
-    const owner = head.metadata[PROJECT_META];
-    if (owner !== undefined && owner !== projectId && !ctx.isAdmin) {
-      throw new Forbidden(`the backup at ${location} belongs to another project`);
-    }
-    const version = await this.sourceDatastore(head.metadata, input.restoreFrom?.localDatastoreVersionId);
-    const row = newBackupRow({
-      id: randomUUID(),
-      project_id: projectId,
-      name: input.name,
-      description: input.description ?? null,
-      datastore_version_id: version.id,
-      source_location: location,
-      source_region: region,
-      source_checksum: head.etag,
-      progress_total: head.size,
-    });
-    await this.deps.db.kysely.transaction().execute(async (trx) => {
-      await insertBackup(trx, row);
-      await enqueue(trx, {
-        kind: COPY_JOB,
-        payload: { backupId: row.id },
-        resourceId: row.id,
-        maxAttempts: this.deps.maxAttempts,
-      });
-    });
-    this.deps.wakeWorker();
-    return { backup: row, datastore: version };
+    return this.deps.copies.create(ctx, projectId, input);
   }
 
   async list(ctx: AuthContext, input: ListBackupsInput): Promise<{ items: BackupWithDatastore[]; nextMarker?: string }> {
@@ -163,16 +116,24 @@ export class BackupService {
   }
 
   async get(ctx: AuthContext, projectId: string, id: string): Promise<BackupWithDatastore> {
-    return this.withDatastore(await this.visible(ctx, projectId, id));
+    const backup = await this.visible(ctx, projectId, id);
+    const result = await this.withDatastore(backup);
+    // Only the wrapped blob and key id, only to the owning project: what another region needs to re-wrap a copy.
+    if (ctx.projectId === backup.project_id && backup.encryption_key_id && backup.wrapped_passphrase) {
+      result.envelope = { keyId: backup.encryption_key_id, wrapped: backup.wrapped_passphrase };
+    }
+    return result;
   }
 
   async delete(ctx: AuthContext, projectId: string, id: string): Promise<void> {
     const backup = await this.visible(ctx, projectId, id);
-    if (isRunning(backup.status)) {
-      throw new Unprocessable(`backup ${id} is ${backup.status}; wait until it is COMPLETED or FAILED before deleting it`);
-    }
     if ((await childrenOf(this.deps.db.kysely, id)).length > 0) {
       throw new Unprocessable(`backup ${id} has incremental backups based on it; delete those first`);
+    }
+    if (isRunning(backup.status)) {
+      await this.cancelCopy(backup);
+      this.deps.wakeWorker();
+      return;
     }
     // Hide the row at once and remove the bytes in a job; a failed removal brings the row back as DELETE_FAILED.
     await this.deps.db.kysely.transaction().execute(async (trx) => {
@@ -180,6 +141,26 @@ export class BackupService {
       await enqueue(trx, { kind: DELETE_JOB, payload: { backupId: id }, resourceId: id, maxAttempts: this.deps.maxAttempts });
     });
     this.deps.wakeWorker();
+  }
+
+  /**
+   * DELETE of a copy still under way cancels it: the row goes at once, the copy job is flagged (a
+   * queued one never starts) and its worker aborts and removes every object it wrote. Other
+   * running backups (of instances) cannot be cancelled and keep Trove's 422.
+   */
+  private async cancelCopy(backup: BackupRow): Promise<void> {
+    await this.deps.db.kysely.transaction().execute(async (trx) => {
+      const job = await activeJobFor(trx, backup.id);
+      // A copy waiting for its parent has no job yet; its parent's task skips deleted rows.
+      const isCopy = job ? job.kind === COPY_JOB : backup.source_location !== null && backup.status === 'NEW';
+      if (!isCopy) {
+        throw new Unprocessable(
+          `backup ${backup.id} is ${backup.status}; wait until it is COMPLETED or FAILED before deleting it`,
+        );
+      }
+      if (!(await softDeleteBackup(trx, backup.id))) throw new NotFound(`Backup ${backup.id} could not be found.`);
+      await requestCancel(trx, backup.id);
+    });
   }
 
   /** The backup if the caller may see it; another project's backup is reported as not found. */
@@ -196,33 +177,5 @@ export class BackupService {
       ? await findDatastoreVersion(this.deps.db.kysely, backup.datastore_version_id)
       : undefined;
     return { backup, datastore };
-  }
-
-  /** The local datastore version a copied backup will restore with; it must exist here and agree with the source. */
-  private async sourceDatastore(
-    metadata: Record<string, string>,
-    requestedVersionId: string | undefined,
-  ): Promise<DatastoreVersion> {
-    const db = this.deps.db.kysely;
-    const sourceType = metadata.datastore;
-    const sourceVersion = metadata['datastore-version'];
-    if (requestedVersionId !== undefined) {
-      const version = UUID.test(requestedVersionId) ? await findDatastoreVersion(db, requestedVersionId) : undefined;
-      if (!version) throw new BadRequest(`datastore version ${requestedVersionId} does not exist in this region`);
-      if (sourceType && sourceType !== version.datastore) {
-        throw new BadRequest(
-          `the source backup is a ${sourceType} backup, but datastore version ${requestedVersionId} is ${version.datastore}`,
-        );
-      }
-      return version;
-    }
-    if (!sourceType || !sourceVersion) {
-      throw new BadRequest(
-        'the source object carries no datastore metadata (X-Object-Meta-Datastore and -Datastore-Version); use "restore_from" with "local_datastore_version_id"',
-      );
-    }
-    const version = await findDatastoreVersionByName(db, sourceType, sourceVersion);
-    if (!version) throw new BadRequest(`the source backup is ${sourceType} ${sourceVersion}, which this region does not offer`);
-    return version;
   }
 }

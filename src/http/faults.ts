@@ -20,6 +20,7 @@ const FAULTS: Record<string, [number, string]> = {
   integrity: [422, 'unprocessableEntity'],
   storageFull: [413, 'overLimit'],
   keyUnavailable: [400, 'badRequest'],
+  regionUnavailable: [503, 'serviceUnavailable'],
 };
 
 // Fastify's own errors for requests that never reached a handler.

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { insertBackup, newBackupRow } from '../../src/db/repos/backups.ts';
+import { activeJobFor, enqueue } from '../../src/jobs/queue.ts';
 import { FsDriver } from '../../src/storage/drivers/fs.ts';
 import { createPgDatabase, dropPgDatabase } from '../helpers/db.ts';
 import { startTestRegion, type TestRegion } from '../helpers/tern.ts';
@@ -35,7 +37,8 @@ for (const dbKind of ['sqlite', 'postgres'] as const) {
 
     async function seedSource(bytes: Buffer, metadata: Record<string, string> = MARIADB): Promise<string> {
       const key = `${crypto.randomUUID()}.xbstream.gz.enc`;
-      await source.put(key, Readable.from([bytes]), { metadata });
+      // Tern writes the owning project on every object; the copy checks it before any byte moves.
+      await source.put(key, Readable.from([bytes]), { metadata: { 'project-id': 'p1', ...metadata } });
       return source.locationOf(key);
     }
 
@@ -286,7 +289,7 @@ for (const dbKind of ['sqlite', 'postgres'] as const) {
       before(async () => {
         ids = [];
         for (let i = 0; i < 3; i++) {
-          const location = await seedSource(randomBytes(1000));
+          const location = await seedSource(randomBytes(1000), { ...MARIADB, 'project-id': 'p2' });
           const res = await region.call('POST', '/v1.0/p2/backups', {
             body: { backup: { name: `page-${i}`, location } },
             token: region.tokens.other,
@@ -384,16 +387,39 @@ describe('deleting a running backup', () => {
     await region.stop();
     rmSync(sourceRoot, { recursive: true, force: true });
   });
-  it('answers 422 unprocessableEntity and keeps the backup', async () => {
+  it('cancels a copy that has not started: 202, gone, its job cancelled, nothing stored', async () => {
     const source = new FsDriver({ root: sourceRoot, container: 'database_backups' });
-    await source.put('a.xbstream.gz', Readable.from([randomBytes(10)]), { metadata: MARIADB });
+    await source.put('a.xbstream.gz', Readable.from([randomBytes(10)]), { metadata: { ...MARIADB, 'project-id': 'p1' } });
     const created = await region.call('POST', '/v1.0/p1/backups', {
       body: { backup: { name: 'r', location: source.locationOf('a.xbstream.gz') } },
     });
     assert.equal(created.status, 202);
-    const res = await region.call('DELETE', `/v1.0/p1/backups/${created.body.backup.id}`);
+    const id = created.body.backup.id;
+    const res = await region.call('DELETE', `/v1.0/p1/backups/${id}`);
+    assert.equal(res.status, 202);
+    assert.equal((await region.call('GET', `/v1.0/p1/backups/${id}`)).status, 404);
+    const job = await activeJobFor(region.tern.container.db.kysely, id);
+    assert.equal(job, undefined, 'no job left to run');
+    const objects = join(region.dir, 'objects');
+    const stored = existsSync(objects) ? readdirSync(objects, { recursive: true }) : [];
+    assert.deepEqual(
+      stored.filter((f) => String(f).includes(id)),
+      [],
+    );
+  });
+  it('answers 422 unprocessableEntity for a running backup that cannot be cancelled (of an instance)', async () => {
+    const { db } = region.tern.container;
+    const id = crypto.randomUUID();
+    await db.kysely.transaction().execute(async (trx) => {
+      await insertBackup(
+        trx,
+        newBackupRow({ id, project_id: 'p1', name: 'i', instance_id: crypto.randomUUID(), status: 'BUILDING' }),
+      );
+      await enqueue(trx, { kind: 'backup.create', payload: { backupId: id }, resourceId: id });
+    });
+    const res = await region.call('DELETE', `/v1.0/p1/backups/${id}`);
     assert.equal(res.status, 422);
-    assert.match(res.body.unprocessableEntity.message, /NEW/);
-    assert.equal((await region.call('GET', `/v1.0/p1/backups/${created.body.backup.id}`)).body.backup.status, 'NEW');
+    assert.match(res.body.unprocessableEntity.message, /BUILDING/);
+    assert.equal((await region.call('GET', `/v1.0/p1/backups/${id}`)).body.backup.status, 'BUILDING');
   });
 });

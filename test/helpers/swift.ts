@@ -102,6 +102,8 @@ export class FaultProxy {
   private failing = 0;
   private cutUp: number | null = null;
   private cutDown: number | null = null;
+  /** Delay after each chunk Swift sends to the client (a slow link), in ms; 0 = none. */
+  downDelayMs = 0;
 
   private constructor(server: Server, target: number) {
     this.server = server;
@@ -194,21 +196,33 @@ export class FaultProxy {
       this.cutUp = null;
       return false;
     });
-    this.forward(upstream, client, (chunk) => {
-      if (this.cutDown === null) return true;
-      this.cutDown -= chunk.length;
-      if (this.cutDown > 0) return true;
-      this.cutDown = null;
-      return false;
-    });
+    this.forward(
+      upstream,
+      client,
+      (chunk) => {
+        if (this.cutDown === null) return true;
+        this.cutDown -= chunk.length;
+        if (this.cutDown > 0) return true;
+        this.cutDown = null;
+        return false;
+      },
+      () => this.downDelayMs,
+    );
   }
 
   /** Copies from -> to with backpressure; a chunk the check refuses cuts both connections. */
-  private forward(from: Socket, to: Socket, check: (chunk: Buffer) => boolean): void {
+  private forward(from: Socket, to: Socket, check: (chunk: Buffer) => boolean, delayMs: () => number = () => 0): void {
     from.on('data', (chunk: Buffer) => {
       if (!check(chunk)) {
         from.destroy();
         to.destroy();
+        return;
+      }
+      const delay = delayMs();
+      if (delay > 0) {
+        to.write(chunk);
+        from.pause();
+        setTimeout(() => from.resume(), delay);
         return;
       }
       if (!to.write(chunk)) {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { loadConfig } from '../../src/config.ts';
+import { loadConfig, type StorageConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { type RunningTern, startTern } from '../../src/main/server.ts';
 
@@ -27,8 +27,14 @@ export interface TestRegion {
 export interface TestRegionOptions {
   name?: string;
   dbUrl?: string;
-  /** Other regions this one trusts, as {region, storage root}. */
-  catalog?: Array<{ region: string; root: string; apiUrl?: string }>;
+  /** Other regions this one trusts, as {region, storage root} (or any storage config), API URL and keys. */
+  catalog?: Array<{ region: string; root?: string; storage?: StorageConfig; apiUrl?: string; keys?: Array<{ secret: string }> }>;
+  /** This region's storage (default: fs under the region's folder). */
+  storage?: StorageConfig;
+  /** Tokens to configure (default: random); regions sharing them accept the same callers, as with one Keystone. */
+  tokens?: { admin: string; member: string; other: string };
+  /** This region's encryption key secret (default: a generated one). */
+  keySecret?: string;
   worker?: Record<string, unknown>;
   extra?: Record<string, unknown>;
   /** Default: a silent logger. */
@@ -38,7 +44,7 @@ export interface TestRegionOptions {
 export async function startTestRegion(options: TestRegionOptions = {}): Promise<TestRegion> {
   const name = options.name ?? 'region2';
   const dir = mkdtempSync(join(tmpdir(), `tern-${name}-`));
-  const tokens = { admin: rnd(), member: rnd(), other: rnd() };
+  const tokens = options.tokens ?? { admin: rnd(), member: rnd(), other: rnd() };
   const configFile = join(dir, 'tern.json');
   writeFileSync(
     configFile,
@@ -47,7 +53,8 @@ export async function startTestRegion(options: TestRegionOptions = {}): Promise<
       listen: { host: '127.0.0.1', port: 0 },
       dataDir: dir,
       database: { url: options.dbUrl ?? `sqlite:${dir}/tern.db` },
-      storage: { driver: 'fs', root: join(dir, 'objects') },
+      storage: options.storage ?? { driver: 'fs', root: join(dir, 'objects') },
+      ...(options.keySecret ? { encryption: { keys: [{ secret: options.keySecret }] } } : {}),
       auth: {
         tokens: [
           { token: tokens.admin, project: 'admin', roles: ['admin'] },
@@ -58,7 +65,8 @@ export async function startTestRegion(options: TestRegionOptions = {}): Promise<
       catalog: (options.catalog ?? []).map((c) => ({
         region: c.region,
         apiUrl: c.apiUrl,
-        storage: { driver: 'fs', root: c.root },
+        storage: c.storage ?? { driver: 'fs', root: c.root },
+        keys: c.keys ?? [],
       })),
       worker: { pollMs: 50, backoffBaseMs: 50, backoffMaxMs: 200, leaseSeconds: 5, heartbeatSeconds: 1, ...options.worker },
       logLevel: 'silent',

@@ -1,6 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Db } from '../../db/connect.ts';
 import { finishedParts, recordPart } from '../../db/repos/transfer-parts.ts';
-import { IntegrityError, TernError } from '../../errors.ts';
+import { IntegrityError, isTransient, TernError } from '../../errors.ts';
 import type { ObjectMetadata, PutResult, SegmentInfo, StorageDriver } from '../../storage/driver.ts';
 import { segmentKey } from '../../storage/keys.ts';
 
@@ -17,6 +18,8 @@ export interface SegmentCopy {
   target: StorageDriver;
   segments: SegmentInfo[];
   parallelism: number;
+  /** Retries of one segment after a transient error (5xx, reset, timeout), with backoff. */
+  retries?: number;
   signal: AbortSignal;
   /** Called after each segment is safely in the target (copied now or found from an earlier run). */
   onSegmentDone(size: number, copied: boolean): Promise<void>;
@@ -37,23 +40,38 @@ export async function copySegments(c: SegmentCopy): Promise<SegmentInfo[]> {
         return;
       }
     }
-    try {
-      const body = await c.source.get(seg.key, { signal });
-      // Its errors reach us through the PUT; an abort before the PUT reads must not go unheard.
-      body.on('error', () => {});
+    for (let attempt = 0; ; attempt++) {
       try {
-        await c.target.put(key, body, { md5: seg.etag, size: seg.size, signal });
-      } finally {
-        // A PUT that failed before reading must not leave the source stream open.
-        body.destroy();
+        await copyOne(c, seg, key, signal);
+        break;
+      } catch (err) {
+        if (!isTransient(err) || attempt >= (c.retries ?? 0) || signal.aborted) {
+          throw withContext(err, `copying segment ${n} of ${total} from ${c.region}`);
+        }
+        // A blip on one segment should not send the whole job back to the queue.
+        await sleep(Math.min(SEGMENT_BACKOFF_MAX_MS, SEGMENT_BACKOFF_MS * 2 ** attempt), undefined, { signal });
       }
-    } catch (err) {
-      throw withContext(err, `copying segment ${n} of ${total} from ${c.region}`);
     }
     await recordPart(c.db.kysely, { backup_id: c.backupId, part_number: n, key, size: seg.size, etag: seg.etag });
     await c.onSegmentDone(seg.size, true);
   });
   return planned.map(({ key, seg }) => ({ key, size: seg.size, etag: seg.etag }));
+}
+
+const SEGMENT_BACKOFF_MS = 250;
+const SEGMENT_BACKOFF_MAX_MS = 5000;
+
+/** One segment, streamed from source to target with its expected MD5 and size. */
+async function copyOne(c: SegmentCopy, seg: SegmentInfo, key: string, signal: AbortSignal): Promise<void> {
+  const body = await c.source.get(seg.key, { signal });
+  // Its errors reach us through the PUT; an abort before the PUT reads must not go unheard.
+  body.on('error', () => {});
+  try {
+    await c.target.put(key, body, { md5: seg.etag, size: seg.size, signal });
+  } finally {
+    // A PUT that failed before reading must not leave the source stream open.
+    body.destroy();
+  }
 }
 
 /** Publishes the manifest and checks it has the source's checksum. */

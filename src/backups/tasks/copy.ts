@@ -1,13 +1,15 @@
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { Db } from '../../db/connect.ts';
-import { findBackup, transitionBackup, updateBackupProgress } from '../../db/repos/backups.ts';
+import { type BackupRow, findBackup, transitionBackup, updateBackupProgress, waitingChildren } from '../../db/repos/backups.ts';
 import { forgetParts } from '../../db/repos/transfer-parts.ts';
-import { BadRequest, Cancelled, IntegrityError, ObjectNotFound, OverLimit } from '../../errors.ts';
+import { BadRequest, Cancelled, Conflict, IntegrityError, ObjectNotFound, OverLimit } from '../../errors.ts';
+import { enqueue } from '../../jobs/queue.ts';
 import type { JobHandler } from '../../jobs/types.ts';
 import type { Catalog } from '../../regions/catalog.ts';
 import type { ObjectInfo, ObjectMetadata, PutResult, SegmentInfo, StorageDriver } from '../../storage/driver.ts';
 import { createProgressStream } from '../../streams/progress.ts';
+import { COPY_JOB } from '../jobs.ts';
 import { PROJECT_META, segmentPrefix, targetKeyFor } from '../object-names.ts';
 import { copySegments, putVerifiedManifest, withContext } from './copy-segments.ts';
 
@@ -22,6 +24,10 @@ export interface CopyTaskDeps {
   target: StorageDriver;
   /** Segments copied at once. */
   parallelism: number;
+  /** Retries of one segment after a transient error, with backoff, before the job attempt fails. */
+  segmentRetries?: number;
+  /** Attempts of the jobs this task enqueues for children waiting on a finished copy. */
+  maxAttempts?: number;
   logger?: Pick<Logger, 'info' | 'warn'>;
 }
 
@@ -39,6 +45,8 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
 
   async function run({ backupId }: CopyPayload, signal: AbortSignal): Promise<void> {
     const row = await findBackup(db.kysely, backupId);
+    // A crash between COMPLETED and the end of the job must not leave children waiting forever.
+    if (row?.status === 'COMPLETED') await releaseChildren(backupId);
     if (!row || DONE_STATUSES.has(row.status)) return;
     if (!row.source_location) throw new BadRequest(`backup ${backupId} has no source location to copy from`);
     if (!(await transitionBackup(db.kysely, backupId, 'BUILDING'))) return;
@@ -52,7 +60,11 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
       );
     }
     const targetKey = targetKeyFor(sourceKey, backupId);
-    const metadata: ObjectMetadata = { ...head.metadata, [PROJECT_META]: row.project_id };
+    const metadata: ObjectMetadata = { ...head.metadata, [PROJECT_META]: row.project_id, ...(await parentMetadata(row)) };
+    if (!row.parent_id) {
+      delete metadata['parent-location'];
+      delete metadata['parent-checksum'];
+    }
     const progress = progressReporter(db, backupId, head.size, logger);
     await progress.report();
 
@@ -68,6 +80,7 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
         target,
         segments,
         parallelism,
+        retries: deps.segmentRetries ?? 0,
         signal,
         onSegmentDone: (size, fresh) => progress.add(size, fresh),
       });
@@ -76,16 +89,21 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
       result = await copyPlain({ source, sourceKey, head, targetKey, region }, metadata, progress, signal);
     }
 
-    const completed = await transitionBackup(db.kysely, backupId, 'COMPLETED', {
-      location: target.locationOf(targetKey),
-      size_bytes: result.size,
-      checksum: result.etag,
-      source_checksum: head.etag,
-      source_region: row.source_region ?? region,
-      metadata: JSON.stringify(metadata),
-      progress_done: result.size,
-      progress_total: result.size,
-      fail_reason: null,
+    let completed = false;
+    await db.kysely.transaction().execute(async (trx) => {
+      completed = await transitionBackup(trx, backupId, 'COMPLETED', {
+        location: target.locationOf(targetKey),
+        size_bytes: result.size,
+        checksum: result.etag,
+        source_checksum: head.etag,
+        source_region: row.source_region ?? region,
+        metadata: JSON.stringify(metadata),
+        progress_done: result.size,
+        progress_total: result.size,
+        fail_reason: null,
+      });
+      // Incremental children wait for their parent; they start now, in the same transaction.
+      if (completed) await releaseChildren(backupId, trx);
     });
     await forgetParts(db.kysely, backupId);
     if (!completed) {
@@ -96,6 +114,38 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
       return;
     }
     logger?.info({ backupId, region, bytes: result.size, segments: segments?.length ?? 0 }, 'backup copied');
+  }
+
+  /** Parent-Location and Parent-Checksum pointing at this region's copy of the parent, so the chain restores here. */
+  async function parentMetadata(row: BackupRow): Promise<ObjectMetadata> {
+    if (!row.parent_id) return {};
+    const parent = await findBackup(db.kysely, row.parent_id);
+    if (parent?.status !== 'COMPLETED' || !parent.location || !parent.checksum) {
+      throw new Conflict(`the parent backup ${row.parent_id} is ${parent?.status ?? 'deleted'}, not COMPLETED`);
+    }
+    return { 'parent-location': parent.location, 'parent-checksum': parent.checksum };
+  }
+
+  /** Enqueues the copy jobs of children that waited for this backup (idempotent: only those without a job). */
+  async function releaseChildren(parentId: string, trx: Db['kysely'] = db.kysely): Promise<void> {
+    for (const child of await waitingChildren(trx, parentId)) {
+      await enqueue(trx, {
+        kind: COPY_JOB,
+        payload: { backupId: child.id },
+        resourceId: child.id,
+        maxAttempts: deps.maxAttempts,
+      });
+    }
+  }
+
+  /** Children waiting for a copy that failed can never start: they fail too, with the reason. */
+  async function failDescendants(parentId: string, reason: string): Promise<void> {
+    for (const child of await waitingChildren(db.kysely, parentId)) {
+      const why = `the copy of its parent backup ${parentId} failed: ${reason}`;
+      if (await transitionBackup(db.kysely, child.id, 'FAILED', { fail_reason: oneLine(new Error(why)) })) {
+        await failDescendants(child.id, reason);
+      }
+    }
   }
 
   /** Fails before copying anything when the target could not hold the object as the source splits it. */
@@ -177,6 +227,7 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
       await forgetParts(db.kysely, backupId);
       const reason = error instanceof Cancelled ? `copy cancelled: ${oneLine(error)}` : oneLine(error);
       await transitionBackup(db.kysely, backupId, 'FAILED', { fail_reason: reason, progress_rate: null });
+      await failDescendants(backupId, reason);
       logger?.warn({ backupId, reason }, 'backup copy failed');
     },
   };

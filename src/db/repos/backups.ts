@@ -132,3 +132,41 @@ export function newBackupRow(fields: Pick<BackupRow, 'id' | 'project_id' | 'name
     ...fields,
   };
 }
+
+/**
+ * A backup of this project in this region whose bytes have the given checksum (a copy of it, or
+ * the original), finished or still being made: an incremental copy can use it as its parent.
+ */
+export async function findReusableParent(db: Executor, projectId: string, checksum: string): Promise<BackupRow | undefined> {
+  const rows = await db
+    .selectFrom('backups')
+    .selectAll()
+    .where('project_id', '=', projectId)
+    .where('deleted_at', 'is', null)
+    .where('status', 'in', ['COMPLETED', 'NEW', 'BUILDING', 'SAVING'])
+    .where((eb) => eb.or([eb('source_checksum', '=', checksum), eb('checksum', '=', checksum)]))
+    .orderBy('created_at')
+    .execute();
+  return rows.find((r) => r.status === 'COMPLETED') ?? rows[0];
+}
+
+/** The row, locked until the end of the transaction on PostgreSQL (SQLite locks the whole database). */
+export async function lockBackup(db: Executor, id: string, dialect: 'sqlite' | 'postgres'): Promise<BackupRow | undefined> {
+  let q = db.selectFrom('backups').selectAll().where('id', '=', id).where('deleted_at', 'is', null);
+  if (dialect === 'postgres') q = q.forUpdate();
+  return q.executeTakeFirst();
+}
+
+/** Children still waiting for this backup (NEW, not deleted) and that have no job yet. */
+export async function waitingChildren(db: Executor, parentId: string): Promise<BackupRow[]> {
+  return db
+    .selectFrom('backups')
+    .selectAll()
+    .where('parent_id', '=', parentId)
+    .where('status', '=', 'NEW')
+    .where('deleted_at', 'is', null)
+    .where(({ not, exists, selectFrom }) =>
+      not(exists(selectFrom('jobs').select('jobs.id').whereRef('jobs.resource_id', '=', 'backups.id'))),
+    )
+    .execute();
+}

@@ -10,7 +10,7 @@ export function troveTime(iso: string): string {
   return iso.slice(0, 19);
 }
 
-export function backupView({ backup: b, datastore: ds }: BackupWithDatastore): Record<string, unknown> {
+export function backupView({ backup: b, datastore: ds, envelope }: BackupWithDatastore): Record<string, unknown> {
   const view: Record<string, unknown> = {
     id: b.id,
     name: b.name,
@@ -28,6 +28,10 @@ export function backupView({ backup: b, datastore: ds }: BackupWithDatastore): R
     size_bytes: b.size_bytes,
   };
   if (b.source_location) view.source = { location: b.source_location, region: b.source_region, id: b.source_backup_id };
+  if (envelope) {
+    view.encryption_key_id = envelope.keyId;
+    view.wrapped_passphrase = envelope.wrapped;
+  }
   if (b.fail_reason) view.fail_reason = b.fail_reason;
   if (isRunning(b.status)) view.progress = progressView(b.progress_done, b.progress_total, b.progress_rate);
   return view;
