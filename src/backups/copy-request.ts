@@ -7,9 +7,10 @@ import { BadRequest, Conflict, Forbidden } from '../errors.ts';
 import { enqueue } from '../jobs/queue.ts';
 import type { Keyring, Wrapped } from '../keys/keyring.ts';
 import type { Catalog } from '../regions/catalog.ts';
-import type { RemoteBackup, SourceRegionApi } from '../regions/source-api.ts';
+import type { SourceRegionApi } from '../regions/source-api.ts';
 import { COPY_JOB } from './jobs.ts';
 import { type InspectedSource, inspectSource, trustedLocation } from './location.ts';
+import { envelopeOf } from './object-names.ts';
 import type { BackupWithDatastore, CreateBackupInput } from './service.ts';
 
 // The three ways to ask for a copy -- the blueprint's "location", Trove's "restore_from" and Tern's
@@ -116,7 +117,8 @@ export class CopyRequests {
     const location = input.location ?? input.restoreFrom!.remoteLocation;
     const source = await inspectSource(this.deps.catalog, location, projectId);
     const version = await this.datastoreOf(source.head.metadata, input.restoreFrom?.localDatastoreVersionId);
-    return { source, version, sourceBackupId: null, encryption: null, parent: parentOfObject(source) };
+    const encryption = this.rewrap(envelopeOf(source.head.metadata), `the backup at ${location}`);
+    return { source, version, sourceBackupId: null, encryption, parent: parentOfObject(source) };
   }
 
   private async planParent(ctx: AuthContext, projectId: string, child: PlannedCopy): Promise<PlannedCopy> {
@@ -139,7 +141,8 @@ export class CopyRequests {
       throw new BadRequest(`the parent backup at ${location} has changed: its checksum is not the one its child records`);
     }
     const version = await this.datastoreOf(source.head.metadata, undefined);
-    return { source, version, sourceBackupId: null, encryption: null, parent: parentOfObject(source) };
+    const encryption = this.rewrap(envelopeOf(source.head.metadata), `the parent backup at ${location}`);
+    return { source, version, sourceBackupId: null, encryption, parent: parentOfObject(source) };
   }
 
   /** Asks the source region's API for the backup, then checks its bytes as for a location. */
@@ -170,21 +173,21 @@ export class CopyRequests {
       source,
       version: await this.datastoreOf(metadata, undefined),
       sourceBackupId: remote.id,
-      encryption: this.rewrap(remote, region),
+      encryption: this.rewrap(remote.encryption ?? envelopeOf(source.head.metadata), `backup ${remote.id} in region ${region}`),
       parent: remote.parentId ? { kind: 'api', region, id: remote.parentId } : null,
     };
   }
 
   /** The passphrase re-wrapped under this region's key (the bytes stay as they are); refused now if we cannot open it. */
-  private rewrap(remote: RemoteBackup, region: string): Wrapped | null {
-    if (!remote.encryption) return null;
+  private rewrap(envelope: Wrapped | null, what: string): Wrapped | null {
+    if (!envelope) return null;
     const { keyring } = this.deps;
-    if (!keyring.has(remote.encryption.keyId)) {
+    if (!keyring.has(envelope.keyId)) {
       throw new BadRequest(
-        `backup ${remote.id} in region ${region} is encrypted under key ${remote.encryption.keyId}, which this region does not hold; add that key to the catalog entry of ${region}`,
+        `${what} is encrypted under key ${envelope.keyId}, which this region does not hold; add that key to the catalog entry of its region`,
       );
     }
-    return keyring.rewrap(remote.encryption);
+    return keyring.rewrap(envelope);
   }
 
   /** The local datastore version a copied backup will restore with; it must exist here and agree with the source. */

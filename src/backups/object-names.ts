@@ -6,6 +6,22 @@ import { BadRequest } from '../errors.ts';
 
 /** Object metadata naming the project that owns a backup's bytes (Tern writes it on every object). */
 export const PROJECT_META = 'project-id';
+/**
+ * Object metadata carrying an encrypted backup's passphrase, wrapped under a region key (never the
+ * passphrase itself), so a copy by any form can re-wrap it without asking the source region's API.
+ */
+export const KEY_ID_META = 'encryption-key-id';
+export const WRAPPED_META = 'wrapped-passphrase';
+
+export function envelopeMetadata(keyId: string | null, wrapped: string | null): Record<string, string> {
+  return keyId && wrapped ? { [KEY_ID_META]: keyId, [WRAPPED_META]: wrapped } : {};
+}
+
+export function envelopeOf(metadata: Record<string, string>): { keyId: string; wrapped: string } | null {
+  const keyId = metadata[KEY_ID_META];
+  const wrapped = metadata[WRAPPED_META];
+  return keyId && wrapped ? { keyId, wrapped } : null;
+}
 
 export type BackupDatastore = 'mariadb' | 'mysql' | 'postgresql';
 

@@ -3,7 +3,7 @@ import type { Db } from '../db/connect.ts';
 import { type BackupRow, childrenOf, findBackup, listBackups, softDeleteBackup } from '../db/repos/backups.ts';
 import { type DatastoreVersion, findDatastoreVersion, versionIdsOfDatastore } from '../db/repos/datastores.ts';
 import { findInstance } from '../db/repos/instances.ts';
-import { BadRequest, Forbidden, NotFound, NotImplemented, Unprocessable } from '../errors.ts';
+import { BadRequest, Forbidden, NotFound, Unprocessable } from '../errors.ts';
 import { activeJobFor, enqueue, requestCancel } from '../jobs/queue.ts';
 import type { CopyRequests } from './copy-request.ts';
 import { createFromInstance } from './create-from-instance.ts';

@@ -10,7 +10,7 @@ import type { Catalog } from '../../regions/catalog.ts';
 import type { ObjectInfo, ObjectMetadata, PutResult, SegmentInfo, StorageDriver } from '../../storage/driver.ts';
 import { createProgressStream } from '../../streams/progress.ts';
 import { COPY_JOB } from '../jobs.ts';
-import { PROJECT_META, segmentPrefix, targetKeyFor } from '../object-names.ts';
+import { envelopeMetadata, KEY_ID_META, PROJECT_META, segmentPrefix, targetKeyFor, WRAPPED_META } from '../object-names.ts';
 import { copySegments, putVerifiedManifest, withContext } from './copy-segments.ts';
 
 // The 'backup.copy' job: creates a backup in this region from a backup object in a trusted
@@ -60,7 +60,17 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
       );
     }
     const targetKey = targetKeyFor(sourceKey, backupId);
-    const metadata: ObjectMetadata = { ...head.metadata, [PROJECT_META]: row.project_id, ...(await parentMetadata(row)) };
+    const metadata: ObjectMetadata = {
+      ...head.metadata,
+      [PROJECT_META]: row.project_id,
+      ...(await parentMetadata(row)),
+      // The source's envelope is under the source region's key; the copy carries ours.
+      ...envelopeMetadata(row.encryption_key_id, row.wrapped_passphrase),
+    };
+    if (!row.wrapped_passphrase) {
+      delete metadata[KEY_ID_META];
+      delete metadata[WRAPPED_META];
+    }
     if (!row.parent_id) {
       delete metadata['parent-location'];
       delete metadata['parent-checksum'];

@@ -12,7 +12,7 @@ import { Keyring, type Wrapped } from '../../keys/keyring.ts';
 import type { ObjectMetadata, StorageDriver } from '../../storage/driver.ts';
 import { createEncryptStream } from '../../streams/openssl-cipher.ts';
 import { createProgressStream } from '../../streams/progress.ts';
-import { type BackupDatastore, backupObjectKey, PROJECT_META, segmentPrefix } from '../object-names.ts';
+import { type BackupDatastore, backupObjectKey, envelopeMetadata, PROJECT_META, segmentPrefix } from '../object-names.ts';
 import { uploadSegments } from '../segmented-upload.ts';
 
 // The 'backup.create' job: streams the instance's backup tool output (gzip) through optional
@@ -94,6 +94,7 @@ export function createBackupTask(deps: CreateTaskDeps): JobHandler<{ backupId: s
       'parent-location': parent?.location ?? '',
       'parent-checksum': parent?.checksum ?? '',
       [PROJECT_META]: row.project_id,
+      ...envelopeMetadata(wrapped?.keyId ?? null, wrapped?.wrapped ?? null),
     };
     const manifest = await storage.putManifest(key, uploaded.value, { metadata, signal });
     const completed = await transitionBackup(db.kysely, backupId, 'COMPLETED', {
