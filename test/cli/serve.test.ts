@@ -100,7 +100,7 @@ describe('tern serve + tern CLI', () => {
     const storage = new FsDriver({ root: join(dir, 'var', 'objects'), container: 'database_backups' });
     const key = `${crypto.randomUUID()}.xbstream.gz.enc`;
     const put = storage.put(key, Readable.from([randomBytes(3 * 1024 * 1024)]), {
-      metadata: { datastore: 'mariadb', 'datastore-version': '10.11' },
+      metadata: { datastore: 'mariadb', 'datastore-version': '10.11', 'project-id': 'dev' },
     });
     // Fail with a reason rather than hang if the storage layer itself is stuck.
     let timer: NodeJS.Timeout | undefined;

@@ -115,7 +115,7 @@ describe('copy between two tern serve processes', () => {
     const before = await keys(target);
     const key = `${randomUUID()}.xbstream.gz`;
     await source.put(key, Readable.from([randomBytes(2 * MiB)]), {
-      metadata: { datastore: 'mariadb', 'datastore-version': '10.11' },
+      metadata: { datastore: 'mariadb', 'datastore-version': '10.11', 'project-id': 'demo' },
     });
     // Rot one byte in place: the stored checksum no longer matches the bytes.
     const fd = openSync(join(dir, 'region1', 'objects', 'database_backups', key), 'r+');

@@ -74,7 +74,7 @@ describe('fault: the copying worker is killed (-9) and restarted', () => {
     }
     const key = `${id}.xbstream.gz`;
     const manifest = await source.putManifest(key, segments, {
-      metadata: { datastore: 'mariadb', 'datastore-version': '10.11' },
+      metadata: { datastore: 'mariadb', 'datastore-version': '10.11', 'project-id': 'p1' },
     });
 
     region2 = await serveRegion(join(dir, 'region2'), config);

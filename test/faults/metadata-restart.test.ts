@@ -49,7 +49,7 @@ describe('fault: the metadata PostgreSQL restarts mid-copy', () => {
     }
     const key = `${id}.xbstream.gz`;
     const manifest = await source.putManifest(key, segments, {
-      metadata: { datastore: 'mariadb', 'datastore-version': '10.11' },
+      metadata: { datastore: 'mariadb', 'datastore-version': '10.11', 'project-id': 'p1' },
     });
 
     mkdirSync(join(dir, 'region2'));
