@@ -52,6 +52,7 @@ export async function measure(argv: string[], env: NodeJS.ProcessEnv = process.e
 /** Peak RSS of each process of a two-stage pipeline `a | b`, and its wall time. */
 export async function measurePipeline(a: string[], b: string[]): Promise<{ seconds: number; peakRssMiB: number[] }> {
   const script =
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash script, not a template
     'set -o pipefail; /usr/bin/time -f "@@time %M" -o "$TIME_A" "${@:1:$N}" | /usr/bin/time -f "@@time %M" -o "$TIME_B" "${@:$((N+1))}"';
   const tag = `${process.pid}-${Date.now()}`;
   const [timeA, timeB] = [`/tmp/tern-bench-${tag}-a`, `/tmp/tern-bench-${tag}-b`];

@@ -21,7 +21,6 @@ import {
   isCode,
   normalize,
   readManifest,
-  syncDir,
   TEMP_PREFIX,
   tempBeside,
   writeSynced,
