@@ -81,6 +81,19 @@ describe('loadConfig', () => {
     assert.equal((loadConfig({ file: ok }).storage as { container: string }).container, 'a.b_c-1');
   });
 
+  it('defaults quotas.backupsPerProject to 50 and accepts only positive integers', () => {
+    const c = loadConfig({ env: { TERN_DATA_DIR: join(dir, 'q') } });
+    assert.equal(c.quotas.backupsPerProject, 50);
+    const set = file('q.json', JSON.stringify({ quotas: { backupsPerProject: 3 } }));
+    assert.equal(loadConfig({ file: set }).quotas.backupsPerProject, 3);
+    for (const bad of [0, -1, 2.5, '10']) {
+      const q = file(`q${Math.random()}.json`, JSON.stringify({ quotas: { backupsPerProject: bad } }));
+      assert.throws(() => loadConfig({ file: q }), /\/quotas\/backupsPerProject/, String(bad));
+    }
+    const extra = file('qx.json', JSON.stringify({ quotas: { instances: 3 } }));
+    assert.throws(() => loadConfig({ file: extra }), /instances/);
+  });
+
   it('gives datastore versions ids that are the same in every region', () => {
     const a = loadConfig({ env: { TERN_DATA_DIR: join(dir, 'a'), TERN_REGION: 'a' } });
     const b = loadConfig({ env: { TERN_DATA_DIR: join(dir, 'b'), TERN_REGION: 'b' } });

@@ -162,6 +162,13 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    quotas: Type.Object(
+      {
+        /** Backups a project may hold in this region (every status but deleted), as Trove's max_backups_per_tenant. */
+        backupsPerProject: Type.Integer({ minimum: 1, default: 50 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     datastores: Type.Array(DatastoreSchema, {
       default: [
         { type: 'mariadb', versions: [{ name: '10.11' }] },

@@ -6,6 +6,7 @@ import { StaticTokenAuthenticator } from './auth.ts';
 import { CopyRequests } from './backups/copy-request.ts';
 import { CREATE_JOB } from './backups/create-from-instance.ts';
 import { COPY_JOB, DELETE_JOB } from './backups/jobs.ts';
+import { BackupQuota } from './backups/quota.ts';
 import { BackupService } from './backups/service.ts';
 import { copyBackupTask } from './backups/tasks/copy.ts';
 import { createBackupTask } from './backups/tasks/create.ts';
@@ -118,15 +119,17 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
     logger,
   });
   const wakeWorker = () => runner.wake();
+  const quota = new BackupQuota(db, config.quotas.backupsPerProject);
   const copies = new CopyRequests({
     db,
     catalog,
     keyring,
     sourceApi: new SourceRegionApi(catalog),
+    quota,
     maxAttempts: w.maxAttempts,
     wakeWorker,
   });
-  const backups = new BackupService({ db, copies, limits: config.limits, maxAttempts: w.maxAttempts, wakeWorker });
+  const backups = new BackupService({ db, copies, quota, limits: config.limits, maxAttempts: w.maxAttempts, wakeWorker });
   const instances = new InstanceService({
     db,
     keyring,

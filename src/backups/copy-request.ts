@@ -11,6 +11,7 @@ import type { SourceRegionApi } from '../regions/source-api.ts';
 import { COPY_JOB } from './jobs.ts';
 import { type InspectedSource, inspectSource, trustedLocation } from './location.ts';
 import { envelopeOf } from './object-names.ts';
+import type { BackupQuota } from './quota.ts';
 import type { BackupWithDatastore, CreateBackupInput } from './service.ts';
 
 // The three ways to ask for a copy -- the blueprint's "location", Trove's "restore_from" and Tern's
@@ -32,6 +33,7 @@ export interface CopyRequestDeps {
   catalog: Catalog;
   keyring: Keyring;
   sourceApi: SourceRegionApi;
+  quota: BackupQuota;
   maxAttempts: number;
   wakeWorker: () => void;
 }
@@ -94,8 +96,10 @@ export class CopyRequests {
     for (let i = 1; i < rows.length; i++) rows[i].parent_id = rows[i - 1].id;
     if (attachTo) rows[0].parent_id = attachTo.id;
 
-    const { db, maxAttempts } = this.deps;
+    const { db, maxAttempts, quota } = this.deps;
     await db.kysely.transaction().execute(async (trx) => {
+      // Every row counts: parents copied along are backups the project holds too.
+      await quota.reserve(trx, projectId, rows.length);
       // Locked so the parent cannot complete unseen between this check and our commit: either it
       // is COMPLETED now and we enqueue, or its copy task sees our row and enqueues it.
       const parent = attachTo ? await lockBackup(trx, attachTo.id, db.dialect) : undefined;

@@ -7,11 +7,13 @@ import { findDatastoreVersion } from '../db/repos/datastores.ts';
 import { findInstance, type InstanceRow, transitionInstance } from '../db/repos/instances.ts';
 import { BadRequest, NotFound, Unprocessable } from '../errors.ts';
 import { enqueue } from '../jobs/queue.ts';
+import type { BackupQuota } from './quota.ts';
 import type { BackupWithDatastore } from './service.ts';
 
 // Trove's POST /backups {"backup": {"name", "instance", "incremental", "parent_id"}}: checks the
-// instance and the parent, then in ONE transaction moves the instance to BACKUP (which is what
-// allows one backup at a time), inserts the row NEW and enqueues the 'backup.create' job.
+// instance and the parent, then in ONE transaction reserves the project's quota, moves the instance
+// to BACKUP (which is what allows one backup at a time), inserts the row NEW and enqueues the
+// 'backup.create' job.
 
 export const CREATE_JOB = 'backup.create';
 
@@ -26,7 +28,7 @@ export interface FromInstanceInput {
 }
 
 export async function createFromInstance(
-  deps: { db: Db; maxAttempts: number; wakeWorker: () => void },
+  deps: { db: Db; quota: BackupQuota; maxAttempts: number; wakeWorker: () => void },
   ctx: AuthContext,
   projectId: string,
   input: FromInstanceInput,
@@ -56,6 +58,8 @@ export async function createFromInstance(
     datastore_version_id: version.id,
   });
   await db.transaction().execute(async (trx) => {
+    // First, so a refusal leaves the instance as it was (the transaction rolls back anyway).
+    await deps.quota.reserve(trx, instance.project_id, 1);
     // Compare-and-set: of two concurrent requests, only one moves ACTIVE -> BACKUP.
     if (!(await transitionInstance(trx, instance.id, 'BACKUP'))) {
       const now = await findInstance(trx, instance.id);

@@ -8,6 +8,7 @@ import { activeJobFor, enqueue, requestCancel } from '../jobs/queue.ts';
 import type { CopyRequests } from './copy-request.ts';
 import { createFromInstance } from './create-from-instance.ts';
 import { COPY_JOB, DELETE_JOB } from './jobs.ts';
+import type { BackupQuota } from './quota.ts';
 import { isRunning } from './state.ts';
 
 // The backups domain: what may be created, seen and deleted, by whom. Shared by HTTP and CLI;
@@ -50,6 +51,8 @@ export interface BackupServiceDeps {
   /** The location, restore_from and source forms of create (copies from another region). */
   copies: CopyRequests;
   limits: { maxPageSize: number; defaultPageSize: number };
+  /** Backups per project; every form of create reserves its rows in the transaction that inserts them. */
+  quota: BackupQuota;
   maxAttempts: number;
   /** Nudges the in-process worker after an enqueue (no-op when the worker runs elsewhere). */
   wakeWorker: () => void;
@@ -73,6 +76,8 @@ export class BackupService {
     if (input.instance) {
       return createFromInstance(this.deps, ctx, projectId, { ...input, instance: input.instance });
     }
+    // Before the source is inspected: a project at its quota costs no request to another region.
+    await this.deps.quota.precheck(projectId);
     return this.deps.copies.create(ctx, projectId, input);
   }
 
