@@ -81,14 +81,18 @@ describe('loadConfig', () => {
     assert.equal((loadConfig({ file: ok }).storage as { container: string }).container, 'a.b_c-1');
   });
 
-  it('defaults quotas.backupsPerProject to 50 and accepts only positive integers', () => {
+  it('defaults quotas.backupsPerProject to 50 and copy.maxRunning to 8, and accepts only positive integers', () => {
     const c = loadConfig({ env: { TERN_DATA_DIR: join(dir, 'q') } });
     assert.equal(c.quotas.backupsPerProject, 50);
-    const set = file('q.json', JSON.stringify({ quotas: { backupsPerProject: 3 } }));
+    assert.equal(c.copy.maxRunning, 8);
+    const set = file('q.json', JSON.stringify({ quotas: { backupsPerProject: 3 }, copy: { maxRunning: 2 } }));
     assert.equal(loadConfig({ file: set }).quotas.backupsPerProject, 3);
+    assert.equal(loadConfig({ file: set }).copy.maxRunning, 2);
     for (const bad of [0, -1, 2.5, '10']) {
       const q = file(`q${Math.random()}.json`, JSON.stringify({ quotas: { backupsPerProject: bad } }));
       assert.throws(() => loadConfig({ file: q }), /\/quotas\/backupsPerProject/, String(bad));
+      const m = file(`m${Math.random()}.json`, JSON.stringify({ copy: { maxRunning: bad } }));
+      assert.throws(() => loadConfig({ file: m }), /\/copy\/maxRunning/, String(bad));
     }
     const extra = file('qx.json', JSON.stringify({ quotas: { instances: 3 } }));
     assert.throws(() => loadConfig({ file: extra }), /instances/);

@@ -159,6 +159,8 @@ export const ConfigSchema = Type.Object(
         parallelism: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
         partSize: Type.Integer({ minimum: 1024, default: 64 * 1024 * 1024 }),
         segmentRetries: Type.Integer({ minimum: 0, default: 3 }),
+        /** Copy jobs running at once across every worker of this region (as RDS caps concurrent snapshot copies). */
+        maxRunning: Type.Integer({ minimum: 1, default: 8 }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -110,6 +110,7 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
       [INSTANCE_DELETE_JOB]: deleteInstanceTask({ db, servers }),
     },
     concurrency: w.concurrency,
+    kindLimits: { [COPY_JOB]: config.copy.maxRunning },
     leaseMs: w.leaseSeconds * 1000,
     heartbeatMs: w.heartbeatSeconds * 1000,
     pollMs: w.pollMs,

@@ -1,5 +1,6 @@
 import type { Kysely, Selectable, Transaction } from 'kysely';
-import { type Db, nowIso } from '../db/connect.ts';
+import { type Db, type Dialect, nowIso } from '../db/connect.ts';
+import { LOCK_SPACE, lockForCheck } from '../db/locks.ts';
 import type { Database, JobsTable } from '../db/schema.ts';
 import type { EnqueueOptions } from './types.ts';
 
@@ -85,9 +86,17 @@ export async function findJob(db: Executor, id: number): Promise<JobRow | undefi
   return db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
+/** Most jobs of a kind that may run at once across every worker sharing the database, by kind. */
+export type KindLimits = Readonly<Record<string, number>>;
+
 /**
  * Claims one due job: queued with run_after reached, or running under an expired lease (its worker
  * died). Returns it with the new lease and attempts + 1, or undefined when nothing is due.
+ * Oldest due first (run_after, then id), so jobs of a kind start in the order they were made.
+ *
+ * A kind in `limits` is passed over while that many of its jobs run under live leases (counting
+ * every worker, as they share the table); other kinds are still claimed meanwhile, and the kind's
+ * oldest due job is the next one to start when a slot frees up.
  *
  * One UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING statement on both databases. On
  * PostgreSQL the subquery takes FOR UPDATE SKIP LOCKED, so concurrent claimers pass over each
@@ -95,12 +104,42 @@ export async function findJob(db: Executor, id: number): Promise<JobRow | undefi
  * before it reads (as BEGIN IMMEDIATE does) and holds it to the end, so two processes can never
  * pick the same row; being one synchronous call, it also cannot interleave with another handle
  * in the same process (an explicit BEGIN IMMEDIATE ... COMMIT spanning awaits can, and then blocks
- * the event loop for busy_timeout).
+ * the event loop for busy_timeout). That also makes the count of running jobs for `limits` exact
+ * on SQLite. On PostgreSQL two claimers could each count the same running jobs and both start one
+ * more, so with limits the statement runs in a transaction holding the claim lock (src/db/locks.ts)
+ * until commit: claims are serialized, and each one counts what the previous one committed.
  */
-export async function claim(db: Db, owner: string, leaseMs: number, kinds?: string[]): Promise<JobRow | undefined> {
+export async function claim(
+  db: Db,
+  owner: string,
+  leaseMs: number,
+  kinds?: string[],
+  limits: KindLimits = {},
+): Promise<JobRow | undefined> {
   if (kinds && kinds.length === 0) return undefined;
+  const limited = Object.entries(limits).filter(([kind]) => !kinds || kinds.includes(kind));
+  for (const [kind, max] of limited) {
+    if (!Number.isInteger(max) || max < 1) throw new RangeError(`limit of ${kind} must be >= 1, got ${max}`);
+  }
+  if (db.dialect === 'postgres' && limited.length > 0) {
+    return db.kysely.transaction().execute(async (trx) => {
+      await lockForCheck(trx, db.dialect, LOCK_SPACE.jobClaim, 'claim');
+      return claimStatement(trx, db.dialect, owner, leaseMs, kinds, limited);
+    });
+  }
+  return claimStatement(db.kysely, db.dialect, owner, leaseMs, kinds, limited);
+}
+
+function claimStatement(
+  db: Executor,
+  dialect: Dialect,
+  owner: string,
+  leaseMs: number,
+  kinds: string[] | undefined,
+  limited: Array<[string, number]>,
+): Promise<JobRow | undefined> {
   const now = Date.now();
-  let pick = db.kysely
+  let pick = db
     .selectFrom('jobs')
     .select('id')
     .where((eb) =>
@@ -113,8 +152,26 @@ export async function claim(db: Db, owner: string, leaseMs: number, kinds?: stri
     .orderBy('id')
     .limit(1);
   if (kinds) pick = pick.where('kind', 'in', kinds);
-  if (db.dialect === 'postgres') pick = pick.forUpdate().skipLocked();
-  return db.kysely
+  for (const [kind, max] of limited) {
+    // Reclaiming an expired job of the kind is starting one too: it is not among the live ones counted.
+    pick = pick.where((eb) =>
+      eb.or([
+        eb('kind', '!=', kind),
+        eb(
+          eb
+            .selectFrom('jobs as live')
+            .select((e) => e.fn.countAll().as('n'))
+            .where('live.kind', '=', kind)
+            .where('live.status', '=', 'running')
+            .where('live.lease_expires_at', '>=', now),
+          '<',
+          max,
+        ),
+      ]),
+    );
+  }
+  if (dialect === 'postgres') pick = pick.forUpdate().skipLocked();
+  return db
     .updateTable('jobs')
     .set((eb) => ({
       status: 'running',

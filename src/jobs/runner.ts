@@ -10,6 +10,7 @@ import {
   fail,
   heartbeat,
   type JobRow,
+  type KindLimits,
   markCancelled,
   release,
 } from './queue.ts';
@@ -32,6 +33,11 @@ export interface JobRunnerOptions {
   /** Lease owner name; unique per runner by default (host:pid:random). */
   owner?: string;
   concurrency: number;
+  /**
+   * Most jobs of a kind running at once in the whole region (every worker sharing the database),
+   * e.g. { 'backup.copy': 8 }; enforced by the claim, so a busy kind waits while others still run.
+   */
+  kindLimits?: KindLimits;
   leaseMs: number;
   heartbeatMs: number;
   pollMs: number;
@@ -125,7 +131,7 @@ export class JobRunner {
   /** Claims and runs at most one job, to the end. True when there was one. */
   async runOnce(): Promise<boolean> {
     if (this.#stopping) return false;
-    const job = await claim(this.#o.db, this.owner, this.#o.leaseMs);
+    const job = await claim(this.#o.db, this.owner, this.#o.leaseMs, undefined, this.#o.kindLimits);
     if (!job) return false;
     await this.#launch(job).done;
     return true;
@@ -159,7 +165,7 @@ export class JobRunner {
   async #poll(): Promise<void> {
     try {
       while (!this.#stopping && this.#active.size < this.#o.concurrency) {
-        const job = await claim(this.#o.db, this.owner, this.#o.leaseMs);
+        const job = await claim(this.#o.db, this.owner, this.#o.leaseMs, undefined, this.#o.kindLimits);
         if (!job) return;
         // stop() may have begun while we claimed; the job still runs and stop() waits for it.
         this.#launch(job);

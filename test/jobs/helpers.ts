@@ -8,6 +8,10 @@ import { createPgDatabase, dropPgDatabase } from '../helpers/db.ts';
 export const NODE = resolve(import.meta.dirname, '../../node_modules/.bin/node');
 export const FIXTURES = resolve(import.meta.dirname, 'fixtures');
 
+/** Job kinds of fixtures/limited-worker.ts: one under a region-wide limit, one free. */
+export const LIMITED = 'test.limited';
+export const OTHER = 'test.other';
+
 /** A database that several handles or processes can open by URL: a temp SQLite file or a fresh PostgreSQL database. */
 export async function sharedDb(name: 'sqlite' | 'postgres'): Promise<{ url: string; db: Db; drop(): Promise<void> }> {
   if (name === 'sqlite') {

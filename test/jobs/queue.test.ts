@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { sql } from 'kysely';
 import { connectDb, type Db } from '../../src/db/connect.ts';
 import {
   activeJobFor,
@@ -176,6 +177,61 @@ for (const tdb of TEST_DBS) {
         const got = (await Promise.all(claimers)).filter((j) => j !== undefined).map((j) => j.id);
         assert.equal(got.length, 60);
         assert.deepEqual(new Set(got), ids);
+      } finally {
+        await second.close();
+        await shared.drop();
+      }
+    });
+
+    test('a kind limit passes over that kind while its live jobs are at the limit; others still run; oldest first', async () => {
+      await clean();
+      const limits = { copy: 2 };
+      const copies: number[] = [];
+      for (let i = 0; i < 4; i++) copies.push(await enqueue(db.kysely, { kind: 'copy', payload: i }));
+      const other = await enqueue(db.kysely, { kind: 'other', payload: null });
+      assert.equal((await claim(db, 'w1', 10_000, undefined, limits))?.id, copies[0]);
+      assert.equal((await claim(db, 'w2', 50, undefined, limits))?.id, copies[1], 'a short lease that will expire');
+      assert.equal((await claim(db, 'w1', 10_000, undefined, limits))?.id, other, 'copies at the limit: the other kind runs');
+      assert.equal(await claim(db, 'w1', 10_000, undefined, limits), undefined, 'two copies run: the third waits');
+      assert.equal((await claim(db, 'w1', 10_000))?.id, copies[2], 'a claimer without limits is not bound by them');
+      await complete(db, copies[2], 'w1');
+
+      await sleep(80);
+      // The expired copy no longer counts as running; taking it over is starting one again.
+      const reclaimed = await claim(db, 'w3', 10_000, undefined, limits);
+      assert.equal(reclaimed?.id, copies[1]);
+      assert.equal(reclaimed?.attempts, 2);
+      assert.equal(await claim(db, 'w3', 10_000, undefined, limits), undefined);
+      assert.equal(await claim(db, 'w3', 10_000, ['copy', 'other'], limits), undefined, 'the limit holds with a kind filter');
+
+      assert.ok(await complete(db, copies[0], 'w1'));
+      assert.equal(
+        (await claim(db, 'w1', 10_000, undefined, limits))?.id,
+        copies[3],
+        'a freed slot goes to the oldest waiting copy',
+      );
+      await assert.rejects(claim(db, 'w1', 10_000, undefined, { copy: 0 }), RangeError);
+    });
+
+    test('many parallel claims with a kind limit never start more of that kind than the limit', async () => {
+      const shared = await sharedDb(tdb.name);
+      const second = await connectDb(shared.url);
+      try {
+        const limits = { copy: 3 };
+        // Copies first, so every claimer goes for one at the same moment.
+        for (let i = 0; i < 20; i++) await enqueue(shared.db.kysely, { kind: 'copy', payload: i });
+        for (let i = 0; i < 20; i++) await enqueue(shared.db.kysely, { kind: 'other', payload: i });
+        // Open every pooled connection beforehand, so the claims really run side by side.
+        await Promise.all(Array.from({ length: 20 }, (_, i) => sql`SELECT 1`.execute((i % 2 ? second : shared.db).kysely)));
+        const claimers = Array.from({ length: 60 }, (_, i) =>
+          claim(i % 2 ? second : shared.db, `w${i}`, 60_000, undefined, limits),
+        );
+        const got = (await Promise.all(claimers)).filter((j) => j !== undefined);
+        assert.equal(got.filter((j) => j.kind === 'copy').length, 3, 'exactly the limit of copies started');
+        assert.equal(got.filter((j) => j.kind === 'other').length, 20, 'every other job started');
+        assert.equal(new Set(got.map((j) => j.id)).size, got.length, 'no job handed out twice');
+        const running = await shared.db.kysely.selectFrom('jobs').select('kind').where('status', '=', 'running').execute();
+        assert.equal(running.filter((r) => r.kind === 'copy').length, 3);
       } finally {
         await second.close();
         await shared.drop();
