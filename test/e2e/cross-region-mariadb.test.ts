@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { SwiftDriver } from '../../src/storage/drivers/swift.ts';
 import { tern } from '../cli/run.ts';
 import { ensureDatastorePackages, mariadbSql } from '../datastores/helpers.ts';
-import { containerKeys, dropContainer, ensureSwiftRegions, swiftConfig } from '../helpers/swift.ts';
+import { dropContainer, emptiedContainer, ensureSwiftRegions, swiftConfig } from '../helpers/swift.ts';
 import { restoreAndSnapshot, type ServedApi, serverOf, snapshot, startServed, swiftStorage } from './served.ts';
 
 // The headline story on real parts only: two `tern serve` regions, each on its own Swift cluster;
@@ -219,7 +219,7 @@ describe('cross-region MariaDB: backups in region1, copies by every form restore
     await r1.remove(`/instances/${sourceInstance.id}`);
     assert.deepEqual((await r2.call('GET', '/backups')).body.backups, []);
     assert.deepEqual((await r2.call('GET', '/instances')).body.instances, []);
-    assert.deepEqual(await containerKeys(1, c1), []);
-    assert.deepEqual(await containerKeys(2, c2), []);
+    assert.deepEqual(await emptiedContainer(1, c1), []);
+    assert.deepEqual(await emptiedContainer(2, c2), []);
   });
 });

@@ -97,6 +97,19 @@ export async function containerKeys(region: 1 | 2, container: string): Promise<s
   }
 }
 
+/**
+ * Waits until a container holds no object (a backup's bytes are removed by a job after its DELETE
+ * was accepted) and returns what is left after timeoutMs, so callers assert it is [].
+ */
+export async function emptiedContainer(region: 1 | 2, container: string, timeoutMs = 60_000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = await containerKeys(region, container);
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await sleep(250);
+  }
+}
+
 /** Deletes every object of a container (manifests with their segments) and then the container. */
 export async function dropContainer(region: 1 | 2, container: string): Promise<void> {
   const driver = new SwiftDriver(swiftConfig(region, container));
