@@ -8,6 +8,7 @@ import { BIN } from '../../src/instances/binaries.ts';
 import { privateTempDir, removeQuietly, writeSecretFile } from '../../src/instances/process.ts';
 import { type ManagedServer, mariadbClientConfig, startMariadb } from '../../src/instances/provisioner.ts';
 import { SwiftDriver } from '../../src/storage/drivers/swift.ts';
+import { manifestEtag } from '../../src/streams/swift-etag.ts';
 import { Cleanup, ensureDatastorePackages, makeTestDir, mariadbSql } from '../datastores/helpers.ts';
 import {
   containerKeys,
@@ -25,7 +26,8 @@ import { restoreAndSnapshot, type ServedApi, snapshot, startServed, swiftStorage
 // "<container>_segments", as swiftclient puts them) with the metadata Trove writes (Datastore,
 // Datastore-Version, Lsn; Parent-Location and Parent-Checksum on the incremental). A `tern serve`
 // region2 with that key as encryption.legacyPassphrase copies them by `location` and by
-// `restore_from` and restores every copy with the data of the source at backup time.
+// `restore_from` and restores every copy with the data of the source at backup time. A backup Trove
+// stored as one plain object (smaller than its segment size) is copied in ranged parts.
 
 const MiB = 1024 * 1024;
 const KEY = `trove-backup-aes-cbc-key-${randomBytes(8).toString('hex')}`;
@@ -50,12 +52,15 @@ CREATE TABLE shop.added (id INT PRIMARY KEY, v VARCHAR(20)) ENGINE=InnoDB;
 INSERT INTO shop.added SELECT seq, HEX(seq) FROM seq_1_to_500;
 `;
 
+/** region2's copy part size: a plain source object larger than this is copied in ranged parts. */
+const PART = 512 * 1024;
 const SWIFT_ENV = { ST_AUTH: `${swiftProxyUrl(1)}/auth/v1.0`, ST_USER: 'test:tester', ST_KEY: 'testing' };
 
 interface TroveBackup {
   location: string;
   checksum: string;
   lsn: string;
+  size: number;
 }
 
 /** Exit code and stderr of a child; the promise settles when it closed. */
@@ -74,7 +79,12 @@ async function finished(child: ChildProcess, name: string): Promise<string> {
  * (argument arrays, no shell). The key goes to openssl as env:, the same KDF and cipher as
  * Trove's `-pass pass:KEY` without putting it on a command line.
  */
-async function troveBackup(server: ManagedServer, container: string, parent?: TroveBackup): Promise<TroveBackup> {
+async function troveBackup(
+  server: ManagedServer,
+  container: string,
+  options: { parent?: TroveBackup; slo?: boolean } = {},
+): Promise<TroveBackup> {
+  const { parent, slo = true } = options;
   const object = `${randomUUID()}.xbstream.gz.enc`;
   const tmp = await privateTempDir('tern-trove-');
   // A stage that stalls is killed rather than holding the test until its timeout.
@@ -101,7 +111,7 @@ async function troveBackup(server: ManagedServer, container: string, parent?: Tr
     );
     const upload = spawn(
       'swift',
-      ['upload', '--use-slo', '--segment-size', String(MiB), '--object-name', object, container, '-'],
+      ['upload', ...(slo ? ['--use-slo', '--segment-size', String(MiB)] : []), '--object-name', object, container, '-'],
       { stdio: [openssl.stdout!, 'ignore', 'pipe'], env: { PATH: process.env.PATH, ...SWIFT_ENV }, signal },
     );
     // Each stdout now belongs to the next process; the parent's copy would keep 'close' from firing.
@@ -127,14 +137,18 @@ async function troveBackup(server: ManagedServer, container: string, parent?: Tr
     const driver = new SwiftDriver(swiftConfig(1, container));
     try {
       const head = await driver.head(object);
-      assert.ok(head?.segmented, 'an SLO');
+      assert.equal(head?.segmented, slo);
       assert.equal(head.metadata.lsn, lsn);
       const segments = await driver.segments(object);
-      assert.ok(
-        segments!.length > 1 && segments!.every((s) => s.container === `${container}_segments`),
-        'segments in <container>_segments',
-      );
-      return { location, checksum: head.etag, lsn };
+      if (slo) {
+        assert.ok(
+          segments!.length > 1 && segments!.every((s) => s.container === `${container}_segments`),
+          'segments in <container>_segments',
+        );
+      } else {
+        assert.equal(segments, null, 'one plain object');
+      }
+      return { location, checksum: head.etag, lsn, size: head.size };
     } finally {
       await driver.close();
     }
@@ -157,6 +171,7 @@ describe("Trove's own backups (mariabackup | gzip | openssl, swift upload --use-
   let inc: TroveBackup;
   let atFull: string;
   let atInc: string;
+  let plain: TroveBackup;
   const copies: string[] = [];
 
   before(async () => {
@@ -171,6 +186,7 @@ describe("Trove's own backups (mariabackup | gzip | openssl, swift upload --use-
         storage: swiftStorage(2, c2, MiB),
         encryption: { keys: [{ secret: randomBytes(32).toString('base64') }], legacyPassphrase: KEY },
         catalog: [{ region: 'region1', storage: swiftStorage(1, troveContainer, MiB) }],
+        copy: { parallelism: 2, partSize: PART },
       },
       { token, project: 'test' },
     );
@@ -195,7 +211,10 @@ describe("Trove's own backups (mariabackup | gzip | openssl, swift upload --use-
     await mariadbSql(source, PASSWORD, CHANGE);
     atInc = await snapshot(source, PASSWORD, TABLES);
     assert.notEqual(atInc, atFull);
-    inc = await troveBackup(source, troveContainer, full);
+    inc = await troveBackup(source, troveContainer, { parent: full });
+    // Trove stores a backup smaller than its segment size as one plain object.
+    plain = await troveBackup(source, troveContainer, { slo: false });
+    assert.ok(plain.size > 2 * PART, `${plain.size} bytes: several copy parts`);
   });
 
   async function copied(id: string, original: TroveBackup): Promise<any> {
@@ -244,10 +263,33 @@ describe("Trove's own backups (mariabackup | gzip | openssl, swift upload --use-
     assert.equal(await restoreAndSnapshot(r2, incCopy.id, PASSWORD, TABLES), atInc);
   });
 
+  it('a single-object Trove backup larger than the part size: copied in ranged parts, checked by its MD5, restored', async () => {
+    const res = await r2.call('POST', '/backups', { backup: { name: 'trove-plain', location: plain.location } });
+    assert.equal(res.status, 202, res.text);
+    assert.equal(res.body.backup.parent_id, null);
+    copies.push(res.body.backup.id);
+    const done = await r2.waitBackup(res.body.backup.id);
+    assert.equal(done.status, 'COMPLETED', done.fail_reason);
+    assert.equal(done.size_bytes, plain.size);
+    const storage = new SwiftDriver(swiftConfig(2, c2));
+    try {
+      // Stored as parts joined by a manifest: the copy's checksum is the manifest's, and the
+      // source's MD5 (its Swift ETag) is what the joined parts were checked against.
+      const segments = (await storage.segments(storage.keyOf(done.locationRef)!))!;
+      assert.equal(segments.length, Math.ceil(plain.size / PART));
+      assert.equal(done.checksum, manifestEtag(segments.map((s) => s.etag)));
+      const row = await r2.call('GET', `/backups/${done.id}`);
+      assert.equal(row.body.backup.source.location, plain.location);
+    } finally {
+      await storage.close();
+    }
+    assert.equal(await restoreAndSnapshot(r2, done.id, PASSWORD, TABLES), atInc);
+  });
+
   it("deleting the copies empties region2's container; Trove's objects stay Trove's", async () => {
     for (const id of copies.splice(0).reverse()) await r2.remove(`/backups/${id}`);
     assert.deepEqual(await emptiedContainer(2, c2), []);
     const trove = await containerKeys(1, troveContainer);
-    assert.equal(trove.length, 2, 'a copy never touches its source');
+    assert.equal(trove.length, 3, 'a copy never touches its source');
   });
 });
