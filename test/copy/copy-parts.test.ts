@@ -13,7 +13,7 @@ import { SwiftDriver } from '../../src/storage/drivers/swift.ts';
 import { segmentKey } from '../../src/storage/keys.ts';
 import { manifestEtag } from '../../src/streams/swift-etag.ts';
 import { TEST_DBS } from '../helpers/db.ts';
-import { ensureSwiftRegions, swiftConfig, swiftProxyUrl } from '../helpers/swift.ts';
+import { dropContainer, ensureSwiftRegions, swiftConfig } from '../helpers/swift.ts';
 import { insertCopyRow, jobContext, listKeys, MARIADB, md5, readAll, row, spyTarget } from './helpers.ts';
 
 // Ranged-part copies of a single (non-segmented) source object larger than the part size, on the
@@ -71,11 +71,7 @@ for (const testDb of TEST_DBS) {
       ]);
     });
     after(async () => {
-      for (const [region, driver, name] of [[1, source, c1] as const, [2, target, c2] as const]) {
-        for (const key of await listKeys(driver)) await driver.delete(key);
-        await dropContainer(region, name);
-        await driver.close();
-      }
+      await Promise.all([source.close(), target.close(), dropContainer(1, c1), dropContainer(2, c2)]);
       await drop();
     });
 
@@ -181,16 +177,5 @@ for (const testDb of TEST_DBS) {
       );
       assert.deepEqual(await finishedParts(db.kysely, id), []);
     });
-  });
-}
-
-/** Deletes an (emptied) container with a TempAuth token fetched here. */
-async function dropContainer(region: 1 | 2, name: string): Promise<void> {
-  const auth = await fetch(`${swiftProxyUrl(region)}/auth/v1.0`, {
-    headers: { 'x-auth-user': 'test:tester', 'x-auth-key': 'testing' },
-  });
-  await fetch(`${auth.headers.get('x-storage-url')}/${name}`, {
-    method: 'DELETE',
-    headers: { 'x-auth-token': auth.headers.get('x-auth-token')! },
   });
 }
