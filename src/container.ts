@@ -93,6 +93,7 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
         catalog,
         target: storage,
         parallelism: config.copy.parallelism,
+        partSize: config.copy.partSize,
         segmentRetries: config.copy.segmentRetries,
         maxAttempts: w.maxAttempts,
         logger,

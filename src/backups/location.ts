@@ -78,7 +78,7 @@ async function checkComplete(
     while (next < segments.length && problems.length === 0) {
       const n = next++;
       const seg = segments[n];
-      const there = await driver.head(seg.key, signal);
+      const there = await driver.headSegment(seg, signal);
       if (!there) problems.push(`segment ${n + 1} of ${segments.length} is missing`);
       else if (there.size !== seg.size || there.etag !== seg.etag) {
         problems.push(`segment ${n + 1} of ${segments.length} does not match its manifest entry`);

@@ -22,6 +22,8 @@ function fakeDriver(endpoint: string, server?: string): StorageDriver {
     delete: refuse,
     list: refuse,
     segments: refuse,
+    headSegment: refuse,
+    getSegment: refuse,
     putManifest: refuse,
     limits: refuse,
     close: refuse,

@@ -28,6 +28,12 @@ export interface SegmentInfo {
   size: number;
   /** MD5 hex of the segment's bytes. */
   etag: string;
+  /**
+   * The container holding the segment when it is not the driver's own: a Swift SLO may join
+   * segments from any container of the same account (python-swiftclient, and so Trove's tooling,
+   * puts them in "<container>_segments"). Absent for the driver's own container.
+   */
+  container?: string;
 }
 
 export interface ByteRange {
@@ -82,6 +88,10 @@ export interface StorageDriver {
 
   /** The segments of a large object in order, or null when the object is a plain object. */
   segments(key: string, signal?: AbortSignal): Promise<SegmentInfo[] | null>;
+  /** Metadata of a segment segments() listed (wherever it lives), or null if it does not exist. */
+  headSegment(segment: SegmentInfo, signal?: AbortSignal): Promise<ObjectInfo | null>;
+  /** Streams a segment segments() listed (wherever it lives). Throws ObjectNotFound. */
+  getSegment(segment: SegmentInfo, options?: { signal?: AbortSignal }): Promise<Readable>;
   /**
    * Publishes a manifest joining already uploaded segments (Swift SLO ?multipart-manifest=put).
    * Resulting etag is MD5 of the concatenated segment etags.

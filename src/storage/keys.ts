@@ -1,4 +1,5 @@
 import { InvalidKey } from '../errors.ts';
+import type { SegmentInfo } from './driver.ts';
 
 // Key rules shared by every driver. A key is an object name inside a container or bucket; on the
 // fs driver it also becomes a path, so anything that could walk out of the container, mean
@@ -30,6 +31,20 @@ export function assertSafeKey(key: string): void {
 export function segmentKey(base: string, n: number): string {
   if (!Number.isSafeInteger(n) || n < 0 || n > 99_999_999) throw new RangeError(`segment number ${n} is out of range`);
   return `${base}_${String(n).padStart(8, '0')}`;
+}
+
+/**
+ * The key of a segment for a driver that keeps segments only in its own container (fs, S3): a
+ * segment said to live elsewhere cannot be one of its manifests' and is refused.
+ */
+export function ownSegmentKey(segment: SegmentInfo): string {
+  if (segment.container !== undefined) {
+    throw new InvalidKey(
+      `segment ${show(segment.key)} names container ${show(segment.container)}; this store keeps segments in its own`,
+    );
+  }
+  assertSafeKey(segment.key);
+  return segment.key;
 }
 
 /** A key as it may appear in a message: quoted, escaped, and cut short. */

@@ -254,6 +254,66 @@ describe('tern CLI against a Trove-shaped server', () => {
     assert.match(noFrom.stderr, /--from/);
   });
 
+  test('backup copy --to <region> takes the API URL from the configuration: catalog or this region', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tern-cli-regions-'));
+    try {
+      const file = join(dir, 'tern.yaml');
+      const storage = { driver: 'fs', root: '/nonexistent' };
+      writeFileSync(
+        file,
+        [
+          'region: region2',
+          `publicUrl: ${trove.url}/`,
+          'catalog:',
+          `  - { region: region1, apiUrl: "http://127.0.0.1:1", storage: ${JSON.stringify(storage)} }`,
+          `  - { region: region3, apiUrl: "${trove.url}", storage: ${JSON.stringify(storage)} }`,
+          `  - { region: region4, storage: ${JSON.stringify(storage)} }`,
+        ].join('\n'),
+      );
+      // --url names a dead server: only the URL from the catalog can have answered.
+      const dead = { ...env, TERN_URL: 'http://127.0.0.1:1' };
+      const n = trove.requests.length;
+      const toCatalog = await tern(['backup', 'copy', 'b-1', '--from', 'region1', '--to', 'region3', '--config', file], {
+        env: dead,
+      });
+      assert.equal(toCatalog.code, 0, toCatalog.stderr);
+      const toSelf = await tern(['backup', 'copy', 'b-2', '--from', 'region1', '--to', 'region2'], {
+        env: { ...dead, TERN_CONFIG: file },
+      });
+      assert.equal(toSelf.code, 0, toSelf.stderr);
+      // No --to and no --url: the current region is the configuration's own API.
+      const { TERN_URL: _, ...noUrl } = env;
+      const current = await tern(['backup', 'copy', 'b-3', '--from', 'region1', '--config', file], { env: noUrl });
+      assert.equal(current.code, 0, current.stderr);
+      assert.deepEqual(
+        since(n).map((q) => [q.method, q.url, q.body.backup.source]),
+        ['b-1', 'b-2', 'b-3'].map((id) => ['POST', '/v1.0/p1/backups', { region: 'region1', id }]),
+      );
+
+      const refusals: Array<[string[], Record<string, string>, RegExp]> = [
+        [
+          ['--to', 'nowhere', '--config', file],
+          env,
+          /region nowhere is neither this region nor in the catalog .*known: region2, region1, region3, region4/,
+        ],
+        [['--to', 'region4', '--config', file], env, /region4 .* has no apiUrl/],
+        [['--to', 'region3'], env, /--config <tern.yaml> or set TERN_CONFIG/],
+        [['--to', 'region3', '--to-url', trove.url, '--config', file], env, /--to or --to-url, not both/],
+        [['--to', 'region1', '--config', file], env, /--to and --from both name region1/],
+        [['--to', 'region3', '--config', join(dir, 'missing.yaml')], env, /cannot read regions from/],
+      ];
+      const before = trove.requests.length;
+      for (const [args, e, message] of refusals) {
+        const r = await tern(['backup', 'copy', 'b-1', '--from', 'region1', ...args], { env: e });
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, message);
+      }
+      assert.equal(trove.requests.length, before, 'a refused --to sends nothing');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('datastore list prints datastores with their version ids', async () => {
     const r = await tern(['datastore', 'list'], { env });
     assert.equal(r.code, 0, r.stderr);

@@ -151,6 +151,8 @@ export function spyTarget(
     delete: (key, signal) => real.delete(key, signal),
     list: (prefix, signal) => real.list(prefix, signal),
     segments: (key, signal) => real.segments(key, signal),
+    headSegment: (segment, signal) => real.headSegment(segment, signal),
+    getSegment: (segment, opts) => real.getSegment(segment, opts),
     putManifest: (key, segments, opts) => real.putManifest(key, segments, opts),
     limits: () => real.limits(),
     close: () => real.close(),

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { SwiftStorageConfig } from '../../src/config.ts';
-import type { SwiftDriverConfig } from '../../src/storage/drivers/swift.ts';
+import { SwiftDriver, type SwiftDriverConfig } from '../../src/storage/drivers/swift.ts';
 
 // The two loopback Swift regions of scripts/swift-regions.sh (region1 on :8081, region2 on :8082),
 // each with TempAuth account "test", user "tester", key "testing".
@@ -83,6 +83,46 @@ export function swiftConfig(region: 1 | 2, container = 'database_backups'): Swif
     segmentSize: 64 * 1024 * 1024,
   };
   return config;
+}
+
+/** Names of the objects in a container of a region's test account ([] when it does not exist). */
+export async function containerKeys(region: 1 | 2, container: string): Promise<string[]> {
+  const driver = new SwiftDriver(swiftConfig(region, container));
+  try {
+    const keys: string[] = [];
+    for await (const o of driver.list('')) keys.push(o.key);
+    return keys;
+  } finally {
+    await driver.close();
+  }
+}
+
+/**
+ * Waits until a container holds no object (a backup's bytes are removed by a job after its DELETE
+ * was accepted) and returns what is left after timeoutMs, so callers assert it is [].
+ */
+export async function emptiedContainer(region: 1 | 2, container: string, timeoutMs = 60_000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = await containerKeys(region, container);
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await sleep(250);
+  }
+}
+
+/** Deletes every object of a container (manifests with their segments) and then the container. */
+export async function dropContainer(region: 1 | 2, container: string): Promise<void> {
+  const driver = new SwiftDriver(swiftConfig(region, container));
+  try {
+    for (const key of await containerKeys(region, container)) await driver.delete(key);
+    const auth = await fetch(`${swiftProxyUrl(region)}/auth/v1.0`, {
+      headers: { 'x-auth-user': 'test:tester', 'x-auth-key': 'testing' },
+    });
+    const url = `${auth.headers.get('x-storage-url')}/${encodeURIComponent(container)}`;
+    await fetch(url, { method: 'DELETE', headers: { 'x-auth-token': auth.headers.get('x-auth-token')! } });
+  } finally {
+    await driver.close();
+  }
 }
 
 /**

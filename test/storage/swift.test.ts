@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { IntegrityError, isTransient, ObjectNotFound, StorageAuthFailed, StorageUnavailable } from '../../src/errors.ts';
+import {
+  BadRequest,
+  IntegrityError,
+  isTransient,
+  ObjectNotFound,
+  StorageAuthFailed,
+  StorageUnavailable,
+} from '../../src/errors.ts';
 import { SwiftDriver, type SwiftDriverConfig } from '../../src/storage/drivers/swift.ts';
 import { segmentKey } from '../../src/storage/keys.ts';
 import { manifestEtag } from '../../src/streams/swift-etag.ts';
@@ -199,6 +206,43 @@ describe('SwiftDriver on real Swift', () => {
     );
     await driver.delete(manifest);
     for (const k of [manifest, ...segments.map((s) => s.key)]) assert.equal(await driver.head(k), null, k);
+  });
+
+  it('reads an SLO whose segments live in "<container>_segments" (as swiftclient makes them), and never another account', async () => {
+    const name = newContainer();
+    const driver = driverFor(swiftConfig(1, name));
+    const segDriver = driverFor(swiftConfig(1, `${name}_segments`));
+    containers.push({ region: 1, name: `${name}_segments` });
+    const parts = [randomBytes(300 * 1024), randomBytes(5)];
+    const base = 'trove.xbstream.gz.enc/slo/1700000000.000000/307205/307200';
+    const segments = [];
+    for (const [i, part] of parts.entries()) {
+      const key = `${base}/${String(i).padStart(8, '0')}`;
+      const res = await segDriver.put(key, chunked(part));
+      segments.push({ key, size: res.size, etag: res.etag, container: `${name}_segments` });
+    }
+    const put = await driver.putManifest('trove.xbstream.gz.enc', segments);
+    assert.equal(put.etag, manifestEtag(parts.map(md5)));
+    assert.deepEqual(await driver.segments('trove.xbstream.gz.enc'), segments);
+    for (const [i, seg] of segments.entries()) {
+      const there = await driver.headSegment(seg);
+      assert.deepEqual([there?.size, there?.etag], [parts[i].length, md5(parts[i])]);
+      const chunks: Buffer[] = [];
+      for await (const c of await driver.getSegment(seg)) chunks.push(c as Buffer);
+      assert.ok(Buffer.concat(chunks).equals(parts[i]));
+    }
+    // The same key in the driver's own container is another object (absent): the container is honoured.
+    assert.equal(await driver.head(segments[0].key), null);
+    assert.equal(await driver.headSegment({ ...segments[0], container: undefined }), null);
+    assert.ok((await readAll(driver, 'trove.xbstream.gz.enc')).equals(Buffer.concat(parts)));
+    // Not a container of this account: "..", "" or a path with "/" are refused before any request.
+    for (const container of ['..', '', 'a/b']) {
+      await assert.rejects(driver.headSegment({ ...segments[0], container }), BadRequest);
+      await assert.rejects(driver.getSegment({ ...segments[0], container }), BadRequest);
+    }
+    // Deleting the manifest takes the segments in the other container along.
+    await driver.delete('trove.xbstream.gz.enc');
+    for (const seg of segments) assert.equal(await driver.headSegment(seg), null);
   });
 
   it('reports a failing source stream as its own error and stores nothing', async () => {

@@ -63,7 +63,7 @@ const SEGMENT_BACKOFF_MAX_MS = 5000;
 
 /** One segment, streamed from source to target with its expected MD5 and size. */
 async function copyOne(c: SegmentCopy, seg: SegmentInfo, key: string, signal: AbortSignal): Promise<void> {
-  const body = await c.source.get(seg.key, { signal });
+  const body = await c.source.getSegment(seg, { signal });
   // Its errors reach us through the PUT; an abort before the PUT reads must not go unheard.
   body.on('error', () => {});
   try {

@@ -11,19 +11,24 @@ import type { ObjectInfo, ObjectMetadata, PutResult, SegmentInfo, StorageDriver 
 import { createProgressStream } from '../../streams/progress.ts';
 import { COPY_JOB } from '../jobs.ts';
 import { envelopeMetadata, KEY_ID_META, PROJECT_META, segmentPrefix, targetKeyFor, WRAPPED_META } from '../object-names.ts';
+import { copyParts } from './copy-parts.ts';
 import { copySegments, putVerifiedManifest, withContext } from './copy-segments.ts';
 
 // The 'backup.copy' job: creates a backup in this region from a backup object in a trusted
-// region's storage. Safe to run again: finished segments are recorded and skipped, and a
-// finished backup is left alone. On final failure (onGiveUp) everything written is removed.
+// region's storage. A segmented source is copied segment by segment (copy-segments.ts), a plain
+// one larger than the part size in ranged parts (copy-parts.ts), a small plain one in one PUT.
+// Safe to run again: finished segments and parts are recorded and skipped, and a finished backup
+// is left alone. On final failure (onGiveUp) everything written is removed.
 
 export interface CopyTaskDeps {
   db: Db;
   catalog: Catalog;
   /** This region's storage. */
   target: StorageDriver;
-  /** Segments copied at once. */
+  /** Segments (or ranged parts) copied at once. */
   parallelism: number;
+  /** A plain source object larger than this is copied in ranged parts of this size (copy-parts.ts). */
+  partSize?: number;
   /** Retries of one segment after a transient error, with backoff, before the job attempt fails. */
   segmentRetries?: number;
   /** Attempts of the jobs this task enqueues for children waiting on a finished copy. */
@@ -35,6 +40,7 @@ export interface CopyPayload {
   backupId: string;
 }
 
+const DEFAULT_PART_SIZE = 64 * 1024 * 1024;
 const DONE_STATUSES = new Set(['COMPLETED', 'FAILED', 'DELETE_FAILED']);
 const CLEANUP_TIMEOUT_MS = 120_000;
 const MAX_REASON = 500;
@@ -42,6 +48,7 @@ const MAX_REASON = 500;
 export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
   const { db, catalog, target, logger } = deps;
   const parallelism = Math.max(1, Math.floor(deps.parallelism));
+  const partSize = Math.max(1, Math.floor(deps.partSize ?? DEFAULT_PART_SIZE));
 
   async function run({ backupId }: CopyPayload, signal: AbortSignal): Promise<void> {
     const row = await findBackup(db.kysely, backupId);
@@ -79,9 +86,28 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
     await progress.report();
 
     const segments = await source.segments(sourceKey, signal);
-    await checkLimits(segments, head.size);
+    const inParts = !segments && head.size > partSize;
+    // Ranged parts fit the target by construction (planParts); the other shapes are checked here.
+    if (!inParts) await checkLimits(segments, head.size);
     let result: PutResult;
-    if (segments) {
+    if (inParts) {
+      result = await copyParts({
+        db,
+        backupId,
+        region,
+        source,
+        sourceKey,
+        head,
+        target,
+        targetKey,
+        partSize,
+        parallelism,
+        retries: deps.segmentRetries ?? 0,
+        metadata,
+        signal,
+        onPartDone: (size, fresh) => progress.add(size, fresh),
+      });
+    } else if (segments) {
       const copied = await copySegments({
         db,
         backupId,
@@ -123,7 +149,7 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
       logger?.warn({ backupId, status: now?.status ?? 'deleted' }, 'backup moved away while copying; copy discarded');
       return;
     }
-    logger?.info({ backupId, region, bytes: result.size, segments: segments?.length ?? 0 }, 'backup copied');
+    logger?.info({ backupId, region, bytes: result.size, segments: segments?.length ?? 0, inParts }, 'backup copied');
   }
 
   /** Parent-Location and Parent-Checksum pointing at this region's copy of the parent, so the chain restores here. */
@@ -181,7 +207,6 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
     progress: Progress,
     signal: AbortSignal,
   ): Promise<PutResult> {
-    // Ranged parallel parts for big plain objects come later; they will plug in here.
     try {
       const body = await c.source.get(c.sourceKey, { signal });
       const counted = progress.counter();

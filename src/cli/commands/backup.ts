@@ -1,7 +1,8 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import type { Backup, BackupPage, CreateBackupBody, TernClient } from '../client.ts';
-import { apiUrl, type CliIo, type GlobalOptions, makeClient } from '../context.ts';
+import { apiUrl, CliExit, type CliIo, type GlobalOptions, makeClient } from '../context.ts';
 import { backupDetails, backupsTable, json } from '../output.ts';
+import { readRegionUrls, regionsFile, regionUrl } from '../regions.ts';
 import { waitForBackup, waitForDeletion } from '../wait.ts';
 
 // `tern backup list|show|create|delete|copy`: parse options, call the API, print.
@@ -179,25 +180,43 @@ export function backupCommands(program: Command, io: CliIo): void {
 
   backup
     .command('copy')
-    .description('copy a backup from another region into the target region (--to-url, else --url)')
+    .description('copy a backup from another region into the target region (--to, --to-url, else the current region)')
     .argument('<id>', 'backup id in the source region')
     .requiredOption('--from <region>', 'source region name, as in the target region catalog')
-    .option('--to-url <url>', "target region's API URL (default: --url)")
+    .option('--to <region>', 'target region by name, its API URL taken from the configuration (default: the current region)')
+    .option('--config <file>', 'Tern configuration naming this region and its catalog (env TERN_CONFIG)')
+    .option('--to-url <url>', "target region's API URL (instead of --to)")
     .option('--name <name>', 'name of the copy (default: copy-<id>)')
     .option('--description <text>', 'description')
     .option('--wait', 'wait until the copy is COMPLETED or FAILED')
     .option('--json', 'print the API answer as JSON')
     .action(async (id: string, opts: CopyOptions, cmd: Command) => {
-      const target = opts.toUrl ? apiUrl({ url: opts.toUrl }, io) : undefined;
-      const c = client(cmd, target);
+      const c = client(cmd, copyTarget(opts, cmd.optsWithGlobals<GlobalOptions>(), io));
       const body: CreateBackupBody = { name: opts.name ?? `copy-${id}`, source: { region: opts.from, id } };
       if (opts.description !== undefined) body.description = opts.description;
       await report(c, await c.createBackup(body), opts, io);
     });
 }
 
+/** The target region's API URL, or undefined for the current region as --url / TERN_URL name it. */
+function copyTarget(opts: CopyOptions, globals: GlobalOptions, io: CliIo): string | undefined {
+  if (opts.to !== undefined && opts.toUrl !== undefined) throw new CliExit('give --to or --to-url, not both', 2);
+  if (opts.toUrl !== undefined) return apiUrl({ url: opts.toUrl }, io);
+  const file = regionsFile(opts.config, io);
+  if (opts.to !== undefined) {
+    if (opts.to === opts.from) throw new CliExit(`--to and --from both name ${opts.from}; a copy goes to another region`, 2);
+    if (!file) throw new CliExit('--to looks the region up in the catalog: give --config <tern.yaml> or set TERN_CONFIG', 2);
+    return regionUrl(readRegionUrls(file), opts.to);
+  }
+  // The current region: --url / TERN_URL when given, else the API of the configuration's region.
+  if (globals.url !== undefined || io.env.TERN_URL) return undefined;
+  return file ? readRegionUrls(file).current.url : undefined;
+}
+
 interface CopyOptions {
   from: string;
+  to?: string;
+  config?: string;
   toUrl?: string;
   name?: string;
   description?: string;

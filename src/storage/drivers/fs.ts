@@ -10,7 +10,7 @@ import { createDigestStream } from '../../streams/hash.ts';
 import { manifestEtag } from '../../streams/swift-etag.ts';
 import { verifyDigest } from '../../streams/verify.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
-import { assertSafeKey } from '../keys.ts';
+import { assertSafeKey, ownSegmentKey } from '../keys.ts';
 import { CONTAINER_NAME, META_DIR, publish, readSidecar, type Sidecar, type SidecarFields } from './fs-sidecar.ts';
 import { removeStaleTemps } from './fs-temps.ts';
 import {
@@ -180,6 +180,14 @@ export class FsDriver implements StorageDriver {
   async *list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo> {
     if (prefix !== '') assertSafeKey(prefix);
     yield* this.walk(this.dir, '', prefix, signal);
+  }
+
+  headSegment(segment: SegmentInfo, signal?: AbortSignal): Promise<ObjectInfo | null> {
+    return this.head(ownSegmentKey(segment), signal);
+  }
+
+  getSegment(segment: SegmentInfo, options: { signal?: AbortSignal } = {}): Promise<Readable> {
+    return this.get(ownSegmentKey(segment), options);
   }
 
   async segments(key: string, signal?: AbortSignal): Promise<SegmentInfo[] | null> {

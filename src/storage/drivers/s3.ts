@@ -10,7 +10,7 @@ import {
 import { BadRequest, IntegrityError, ObjectNotFound, OverLimit } from '../../errors.ts';
 import { manifestEtag } from '../../streams/swift-etag.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
-import { assertSafeKey } from '../keys.ts';
+import { assertSafeKey, ownSegmentKey } from '../keys.ts';
 import { S3Connection, type S3DriverConfig } from './s3-connection.ts';
 import { type ManifestOps, readManifest, segmentBytes } from './s3-manifest.ts';
 import {
@@ -156,6 +156,14 @@ export class S3Driver extends S3Connection implements StorageDriver {
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
+  }
+
+  headSegment(segment: SegmentInfo, signal?: AbortSignal): Promise<ObjectInfo | null> {
+    return this.head(ownSegmentKey(segment), signal);
+  }
+
+  getSegment(segment: SegmentInfo, options: { signal?: AbortSignal } = {}): Promise<Readable> {
+    return this.get(ownSegmentKey(segment), options);
   }
 
   async segments(key: string, signal?: AbortSignal): Promise<SegmentInfo[] | null> {

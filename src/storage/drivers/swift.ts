@@ -27,6 +27,7 @@ import {
   statusError,
   unquote,
 } from './swift/http.ts';
+import { checkManifestPut, isPlainContainer, parseSloManifest, sloManifestBody } from './swift/manifest.ts';
 import {
   encodePath,
   guardedBody,
@@ -41,6 +42,8 @@ import {
 // streamed straight to the object: Swift only makes an object visible once every byte arrived and
 // (with an ETag header) matched, so there is no temporary name. Large objects are Static Large
 // Objects: segments are plain objects, the manifest is published with ?multipart-manifest=put.
+// A manifest read here may join segments from other containers of the account (swiftclient's
+// "<container>_segments"); headSegment/getSegment read them where they are.
 //
 // Requests whose body can be sent again (HEAD, GET, DELETE, listings, manifests) are retried on
 // 5xx and network errors, and once after re-authenticating on 401. A streamed PUT is never
@@ -109,9 +112,26 @@ export class SwiftDriver implements StorageDriver {
     return keyOfLocation(endpoint, location);
   }
 
-  async head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null> {
-    const what = await this.describe('head', key, signal);
-    const res = await this.client.send({ what, method: 'HEAD', path: this.objectPath(key), replayable: true, signal });
+  head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null> {
+    return this.headIn(this.container, key, signal);
+  }
+
+  headSegment(segment: SegmentInfo, signal?: AbortSignal): Promise<ObjectInfo | null> {
+    return this.headIn(segment.container ?? this.container, segment.key, signal);
+  }
+
+  get(key: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<Readable> {
+    return this.getIn(this.container, key, options);
+  }
+
+  getSegment(segment: SegmentInfo, options: { signal?: AbortSignal } = {}): Promise<Readable> {
+    return this.getIn(segment.container ?? this.container, segment.key, options);
+  }
+
+  private async headIn(container: string, key: string, signal?: AbortSignal): Promise<ObjectInfo | null> {
+    const what = await this.describe('head', key, signal, container);
+    const path = this.objectPath(key, container);
+    const res = await this.client.send({ what, method: 'HEAD', path, replayable: true, signal });
     if (res.statusCode === 404) {
       await drain(res);
       return null;
@@ -121,9 +141,9 @@ export class SwiftDriver implements StorageDriver {
     return objectInfo(key, res);
   }
 
-  async get(key: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<Readable> {
+  private async getIn(container: string, key: string, options: { range?: ByteRange; signal?: AbortSignal }): Promise<Readable> {
     const { range, signal } = options;
-    const what = await this.describe('get', key, signal);
+    const what = await this.describe('get', key, signal, container);
     const headers: Record<string, string> = {};
     if (range) {
       if (!Number.isSafeInteger(range.start) || !Number.isSafeInteger(range.end) || range.start < 0 || range.end < range.start) {
@@ -131,7 +151,8 @@ export class SwiftDriver implements StorageDriver {
       }
       headers.range = `bytes=${range.start}-${range.end}`;
     }
-    const res = await this.client.send({ what, method: 'GET', path: this.objectPath(key), headers, replayable: true, signal });
+    const path = this.objectPath(key, container);
+    const res = await this.client.send({ what, method: 'GET', path, headers, replayable: true, signal });
     if (res.statusCode === 404) {
       await drain(res);
       throw new ObjectNotFound(`${what}: not found`);
@@ -270,21 +291,7 @@ export class SwiftDriver implements StorageDriver {
       res.body.destroy();
       return null;
     }
-    const entries = (await readJson(res, MAX_MANIFEST_BODY, what)) as {
-      name: string;
-      hash: string;
-      bytes: number;
-      range?: string;
-    }[];
-    const prefix = `/${this.container}/`;
-    return entries.map((e) => {
-      if (typeof e?.name !== 'string' || !e.name.startsWith(prefix) || e.range !== undefined) {
-        throw new BadRequest(`${what}: segment ${JSON.stringify(e?.name)} is not a whole object in ${this.container}`);
-      }
-      const segmentKey = e.name.slice(prefix.length);
-      assertSafeKey(segmentKey);
-      return { key: segmentKey, size: e.bytes, etag: unquote(e.hash) };
-    });
+    return parseSloManifest(await readJson(res, MAX_MANIFEST_BODY, what), this.container, what);
   }
 
   async putManifest(
@@ -294,15 +301,9 @@ export class SwiftDriver implements StorageDriver {
   ): Promise<PutResult> {
     const what = await this.describe('put manifest', key, options.signal);
     if (segments.length === 0) throw new BadRequest(`${what}: a manifest needs at least one segment`);
-    for (const s of segments) {
-      assertSafeKey(s.key);
-      if (!MD5_HEX.test(s.etag) || !Number.isSafeInteger(s.size) || s.size < 0) {
-        throw new BadRequest(`${what}: segment ${JSON.stringify(s.key)} needs an md5 hex etag and a size`);
-      }
-    }
+    const body = sloManifestBody(segments, this.container, what);
     const etag = manifestEtag(segments.map((s) => s.etag));
     const size = segments.reduce((sum, s) => sum + s.size, 0);
-    const body = JSON.stringify(segments.map((s) => ({ path: `/${this.container}/${s.key}`, etag: s.etag, size_bytes: s.size })));
     const headers = {
       'content-type': 'application/octet-stream',
       // Swift refuses (422) a manifest whose joined segment etags hash to anything else.
@@ -312,24 +313,7 @@ export class SwiftDriver implements StorageDriver {
     await this.ensureContainer(options.signal);
     const path = `${this.objectPath(key)}?multipart-manifest=put`;
     const res = await this.client.send({ what, method: 'PUT', path, headers, body, replayable: true, signal: options.signal });
-    if (res.statusCode === 400) {
-      const text = await readText(res, 64 * 1024).catch(() => '');
-      if (/Etag Mismatch|Size Mismatch/i.test(text)) throw new IntegrityError(`${what}: ${oneLine(text)}`);
-      if (/404 Not Found/i.test(text)) throw new ObjectNotFound(`${what}: a segment is missing (${oneLine(text)})`);
-      throw new BadRequest(`${what}: Swift refused the manifest (${oneLine(text)})`);
-    }
-    if (res.statusCode === 422) {
-      await drain(res);
-      throw new IntegrityError(`${what}: the segments' etags do not join to ${etag}`);
-    }
-    if (res.statusCode === 413) {
-      await drain(res);
-      throw new OverLimit(`${what}: too many segments for Swift`);
-    }
-    if (res.statusCode !== 201) throw await unexpected(res, what);
-    await drain(res);
-    const got = unquote(header(res, 'etag'));
-    if (got !== etag) throw new IntegrityError(`${what}: Swift reports etag ${got || '(none)'}, expected ${etag}`);
+    if ((await checkManifestPut(res, what, etag)) === null) throw await unexpected(res, what);
     return { etag, size };
   }
 
@@ -369,10 +353,14 @@ export class SwiftDriver implements StorageDriver {
   }
 
   /** "<op> <location>" for messages; with Keystone the location is known once authenticated. */
-  private async describe(op: string, key: string, signal?: AbortSignal): Promise<string> {
+  private async describe(op: string, key: string, signal?: AbortSignal, container = this.container): Promise<string> {
     assertSafeKey(key);
+    if (!isPlainContainer(container))
+      throw new BadRequest(`${op} ${key}: container ${JSON.stringify(container)} is not a plain name`);
     await this.ready(signal);
-    return `${op} ${this.locationOf(key)}`;
+    if (container === this.container) return `${op} ${this.locationOf(key)}`;
+    const base = this.endpoint.slice(0, -`${encodeURIComponent(this.container)}/`.length);
+    return `${op} ${base}${encodeURIComponent(container)}/${encodePath(key)}`;
   }
 
   private async ready(signal?: AbortSignal): Promise<void> {
@@ -387,9 +375,9 @@ export class SwiftDriver implements StorageDriver {
     return `/${encodeURIComponent(this.container)}`;
   }
 
-  private objectPath(key: string): string {
+  private objectPath(key: string, container = this.container): string {
     assertSafeKey(key);
-    return `${this.containerPath()}/${encodePath(key)}`;
+    return `/${encodeURIComponent(container)}/${encodePath(key)}`;
   }
 }
 
