@@ -11,7 +11,7 @@ import { ensureDatastorePackages, makeTestDir, mariadbSql } from '../datastores/
 import { createBackup, createInstance, startInstanceRegion, waitForBackup, waitForInstance } from '../e2e/helpers.ts';
 import { ensureSwiftRegions, swiftConfig } from '../helpers/swift.ts';
 import type { TestRegion } from '../helpers/tern.ts';
-import { filesUnder, listKeys, pidsMentioning, reportFault, swiftObjectFile } from './helpers.ts';
+import { dropSwiftContainer, filesUnder, listKeys, pidsMentioning, reportFault, swiftObjectFile } from './helpers.ts';
 
 // One byte of a stored segment is flipped on disk, under the driver: a file of the fs driver, and
 // an object's .data file in region1's Swift device folder (Swift keeps the ETag it computed at
@@ -109,8 +109,8 @@ describe('fault: one byte of a stored segment is corrupted', { timeout: 240_000 
   after(async () => {
     await s?.stop();
     await f?.stop();
-    for await (const o of swift.list('')) await swift.delete(o.key).catch(() => {});
     await swift.close();
+    await dropSwiftContainer(1, container);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

@@ -124,6 +124,34 @@ export async function killAndWait(pid: number, signal: NodeJS.Signals, timeoutMs
 const SWIFT_BASE = process.env.TERN_SWIFT_DIR ?? '/var/tmp/tern-swift';
 
 /**
+ * Removes a test's container from region N's Swift: its objects one by one (plain DELETEs, so a
+ * manifest whose segment Swift quarantined goes too, and a listing entry of a quarantined object
+ * is answered 404), then the container itself.
+ */
+export async function dropSwiftContainer(region: 1 | 2, container: string): Promise<void> {
+  const auth = await fetch(`http://127.0.0.1:${8080 + region}/auth/v1.0`, {
+    headers: { 'x-storage-user': 'test:tester', 'x-storage-pass': 'testing' },
+  });
+  const token = auth.headers.get('x-auth-token')!;
+  const base = `${auth.headers.get('x-storage-url')}/${encodeURIComponent(container)}`;
+  const headers = { 'x-auth-token': token };
+  let marker = '';
+  for (;;) {
+    const res = await fetch(`${base}?format=json&marker=${encodeURIComponent(marker)}`, { headers });
+    if (res.status === 404) return;
+    const page = (await res.json()) as Array<{ name: string }>;
+    if (page.length === 0) break;
+    for (const o of page) {
+      const del = await fetch(`${base}/${o.name.split('/').map(encodeURIComponent).join('/')}`, { method: 'DELETE', headers });
+      await del.body?.cancel();
+    }
+    marker = page[page.length - 1].name;
+  }
+  const del = await fetch(base, { method: 'DELETE', headers });
+  await del.body?.cancel();
+}
+
+/**
  * The .data file holding a Swift object on region N's single device (one replica), found through
  * the region's real object ring and Swift's own hash_path (which reads /etc/swift/swift.conf).
  */

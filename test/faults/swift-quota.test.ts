@@ -6,7 +6,7 @@ import { SwiftDriver } from '../../src/storage/drivers/swift.ts';
 import { waitForBackup } from '../e2e/helpers.ts';
 import { ensureSwiftRegions, swiftConfig, swiftProxyUrl } from '../helpers/swift.ts';
 import { startTestRegion, type TestRegion } from '../helpers/tern.ts';
-import { listKeys, reportFault, storedBytesMatch } from './helpers.ts';
+import { dropSwiftContainer, listKeys, reportFault, storedBytesMatch } from './helpers.ts';
 
 // A copy from region1's Swift into a region2 container whose quota (X-Container-Meta-Quota-Bytes,
 // Swift's container_quotas middleware in scripts/swift-regions.sh) is smaller than one segment.
@@ -62,15 +62,7 @@ describe('fault: the target Swift container quota is too small', () => {
 
   after(async () => {
     await region?.stop();
-    for (const [n, d] of [
-      [1, source()],
-      [2, target()],
-    ] as const) {
-      for await (const o of d.list('')) await d.delete(o.key).catch(() => {});
-      await d.close();
-      const auth = await tempAuth(n);
-      await fetch(`${auth.storageUrl}/${container}`, { method: 'DELETE', headers: { 'x-auth-token': auth.token } });
-    }
+    for (const n of [1, 2] as const) await dropSwiftContainer(n, container);
   });
 
   test('the copy ends FAILED "storage full" with no segment left in either region', { timeout: 90_000 }, async (t) => {

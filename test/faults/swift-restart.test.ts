@@ -6,7 +6,7 @@ import { SwiftDriver } from '../../src/storage/drivers/swift.ts';
 import { ensureSwiftRegions, swiftConfig } from '../helpers/swift.ts';
 import { type PrivateSwiftProxy, privateSwiftProxy } from '../helpers/swift-proxy.ts';
 import { startTestRegion, type TestRegion } from '../helpers/tern.ts';
-import { reportFault } from './helpers.ts';
+import { dropSwiftContainer, reportFault } from './helpers.ts';
 
 // A copy from region1's Swift to region2's Swift while first the source proxy, then the target
 // proxy is killed (-9) and restarted two seconds later. The copy must end COMPLETED with the
@@ -47,10 +47,7 @@ describe('fault: the source and target Swift proxies die mid-copy', () => {
     await region?.stop();
     await proxy1?.close();
     await proxy2?.close();
-    for (const d of [driver1(), driver2()]) {
-      for await (const o of d.list('')) await d.delete(o.key).catch(() => {});
-      await d.close();
-    }
+    for (const n of [1, 2] as const) await dropSwiftContainer(n, container);
   });
 
   test('the copy completes with verified bytes and no orphans', { timeout: 240_000 }, async (t) => {
