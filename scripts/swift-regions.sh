@@ -5,6 +5,7 @@
 #   region1: proxy http://127.0.0.1:8081  (TempAuth /auth/v1.0, S3 via s3api on the same port)
 #   region2: proxy http://127.0.0.1:8082
 #   account test, user tester, key testing (admin); S3 access key test:tester, secret testing
+#   middlewares: tempauth, slo, tempurl, s3api, container_quotas (and Swift's usual ones)
 #
 # Each region has its own data folder under ${TERN_SWIFT_DIR:-/var/tmp/tern-swift}/regionN (configs,
 # rings, device, logs, pid files) and its own memcached: a shared one would make region1's tokens
@@ -92,7 +93,7 @@ bind_port = $(proxy_port "$r")
 workers = ${TERN_SWIFT_PROXY_WORKERS:-1}
 
 [pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk tempurl s3api tempauth copy slo dlo versioned_writes symlink proxy-logging proxy-server
+pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk tempurl s3api tempauth copy container-quotas slo dlo versioned_writes symlink proxy-logging proxy-server
 
 [app:proxy-server]
 use = egg:swift#proxy
@@ -127,6 +128,10 @@ use = egg:swift#bulk
 use = egg:swift#tempurl
 [filter:copy]
 use = egg:swift#copy
+# X-Container-Meta-Quota-Bytes/-Count on a container (test/faults/swift-quota.test.ts). Where Swift's
+# sample puts it: after auth and copy, before slo, so each segment PUT is checked.
+[filter:container-quotas]
+use = egg:swift#container_quotas
 [filter:slo]
 use = egg:swift#slo
 [filter:dlo]

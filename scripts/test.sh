@@ -22,5 +22,8 @@ node_modules/.bin/biome check --reporter=summary . >/dev/null || node_modules/.b
 
 log "running tests"
 # Test files run in parallel processes; each uses its own temp folders, databases and ports.
+# The second reporter prints the fault suite's table (fault, injected, survived, lost, orphans).
 exec "$NODE" --test --test-concurrency="${TERN_TEST_CONCURRENCY:-2}" --test-timeout=600000 \
+  --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=./test/faults/table-reporter.ts --test-reporter-destination=stdout \
   'src/**/*.test.ts' 'test/**/*.test.ts' "$@"

@@ -15,6 +15,7 @@ import type { StorageConfig, TernConfig } from './config.ts';
 import { connectDb, type Db } from './db/connect.ts';
 import { seedDatastores } from './db/repos/datastores.ts';
 import { createMetrics, type Metrics } from './http/metrics.ts';
+import { removeDeadTempDirs } from './instances/process.ts';
 import { InstanceServers } from './instances/registry.ts';
 import { INSTANCE_CREATE_JOB, INSTANCE_DELETE_JOB, InstanceService } from './instances/service.ts';
 import { createInstanceTask } from './instances/tasks/create.ts';
@@ -66,6 +67,9 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
   const storage = buildDriver(config.storage);
   const leftovers = await storage.recover?.();
   if (leftovers) logger.warn({ files: leftovers }, 'removed temp files of writes that died mid-way');
+  // Secret files (client option files, pgpass) of backups a killed Tern process never finished.
+  const deadTemps = await removeDeadTempDirs();
+  if (deadTemps.length > 0) logger.warn({ folders: deadTemps }, 'removed private temp folders of processes that are gone');
   const sources = config.catalog.map((entry) => ({
     region: entry.region,
     apiUrl: entry.apiUrl,

@@ -1,13 +1,12 @@
-import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ChainLink } from '../datastores/types.ts';
 import type { Db } from '../db/connect.ts';
 import { type BackupRow, findBackup } from '../db/repos/backups.ts';
-import { BadRequest, Conflict, IntegrityError, KeyUnavailable, NotFound, ObjectNotFound } from '../errors.ts';
+import { BadRequest, Cancelled, Conflict, IntegrityError, KeyUnavailable, NotFound, ObjectNotFound } from '../errors.ts';
 import type { Keyring } from '../keys/keyring.ts';
 import type { StorageDriver } from '../storage/driver.ts';
 import { createDecryptStream } from '../streams/openssl-cipher.ts';
-import { createObjectVerifier } from '../streams/verify-object.ts';
+import { type VerifiedRead, verifiedRead } from '../streams/verify-object.ts';
 
 // What a restore reads: the backup's incremental chain (full backup first), each link streamed
 // from storage, checked against the recorded checksum while it is read, and decrypted.
@@ -45,27 +44,61 @@ export function passphraseOf(backup: BackupRow, key: string, keyring: Keyring): 
   return keyring.legacyPassphrase;
 }
 
-/** Opens one backup for a restore: verified, decrypted gzip bytes. */
-export function chainLink(storage: StorageDriver, keyring: Keyring, backup: BackupRow, signal: AbortSignal): ChainLink {
-  return async (): Promise<Readable> => {
-    const location = backup.location!;
-    const key = storage.keyOf(location);
-    if (key === null) throw new BadRequest(`backup ${backup.id} is not in this region's storage (${location})`);
-    const passphrase = passphraseOf(backup, key, keyring);
-    const head = await storage.head(key, signal);
-    if (!head) throw new ObjectNotFound(`the bytes of backup ${backup.id} are missing from ${location}`);
-    const checksum = backup.checksum ?? head.etag;
-    if (head.etag !== checksum) {
-      throw new IntegrityError(`backup ${backup.id}: storage reports checksum ${head.etag}, the backup recorded ${checksum}`);
-    }
-    const segments = head.segmented ? await storage.segments(key, signal) : null;
-    const verify = createObjectVerifier({ what: location, checksum, segments, size: head.size });
-    const body = await storage.get(key, { signal });
-    const decrypt = passphrase === null ? null : createDecryptStream(passphrase);
-    const last = decrypt ?? verify;
-    // Errors anywhere destroy the last stream, so the restore tool's input fails with them.
-    const streams: NodeJS.ReadWriteStream[] = decrypt ? [verify, decrypt] : [verify];
-    pipeline(body, ...(streams as [NodeJS.ReadWriteStream])).catch(() => {});
-    return last;
+export interface ChainReads {
+  /** One link per backup of the chain, full first: verified, decrypted gzip bytes. */
+  links: ChainLink[];
+  /**
+   * The reason to report for a failed restore: a tool fed damaged bytes fails on them (gunzip,
+   * mbstream) before the check at the end of their segment can speak, so the verdicts of the
+   * reads (see verifiedRead) come first: bad bytes in storage, not the tool's complaint about them.
+   */
+  explain(err: unknown): Promise<unknown>;
+}
+
+/** Opens the backups of a chain for a restore, remembering what each read found. */
+export function readChain(storage: StorageDriver, keyring: Keyring, chain: BackupRow[], signal: AbortSignal): ChainReads {
+  const verdicts: Array<Promise<IntegrityError | null>> = [];
+  const links = chain.map(
+    (backup): ChainLink =>
+      async () => {
+        const key = storage.keyOf(backup.location!);
+        if (key === null) throw new BadRequest(`backup ${backup.id} is not in this region's storage (${backup.location})`);
+        const passphrase = passphraseOf(backup, key, keyring);
+        const read = await openVerified(storage, backup, key, signal);
+        verdicts.push(read.verdict());
+        if (passphrase === null) return read.stream;
+        const decrypt = createDecryptStream(passphrase);
+        // Errors on either side destroy both, so the restore tool's input fails with them.
+        pipeline(read.stream, decrypt).catch(() => {});
+        return decrypt;
+      },
+  );
+  return {
+    links,
+    async explain(err) {
+      if (err instanceof IntegrityError || err instanceof Cancelled || signal.aborted) return err;
+      // A verdict takes at most the rest of one segment; a storage that stalls must not hold the job.
+      const timeout = new Promise<null>((resolve) => setTimeout(resolve, VERDICT_WAIT_MS, null).unref());
+      for (const verdict of verdicts) {
+        const found = await Promise.race([verdict, timeout]);
+        if (found) return found;
+      }
+      return err;
+    },
   };
+}
+
+const VERDICT_WAIT_MS = 120_000;
+
+/** The stored bytes of a backup, checked against its recorded checksum (per segment) while read. */
+async function openVerified(storage: StorageDriver, backup: BackupRow, key: string, signal: AbortSignal): Promise<VerifiedRead> {
+  const location = backup.location!;
+  const head = await storage.head(key, signal);
+  if (!head) throw new ObjectNotFound(`the bytes of backup ${backup.id} are missing from ${location}`);
+  const checksum = backup.checksum ?? head.etag;
+  if (head.etag !== checksum) {
+    throw new IntegrityError(`backup ${backup.id}: storage reports checksum ${head.etag}, the backup recorded ${checksum}`);
+  }
+  const segments = head.segmented ? await storage.segments(key, signal) : null;
+  return verifiedRead(await storage.get(key, { signal }), { what: location, checksum, segments, size: head.size });
 }

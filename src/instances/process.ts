@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { lchown, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -115,9 +115,47 @@ export async function assertReachable(dir: string, user: OsUser | null): Promise
   }
 }
 
-/** A fresh 0700 folder for secret files of one operation; remove it with `rm(dir, {recursive})`. */
+/**
+ * A fresh 0700 folder for secret files of one operation; remove it with `rm(dir, {recursive})`.
+ * Its name carries our pid: a process killed mid-operation never runs its cleanup, and
+ * removeDeadTempDirs() at the next start tells its folders (and the secrets in them) from live ones.
+ */
 export function privateTempDir(prefix = 'tern-secret-'): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix));
+  return mkdtemp(join(tmpdir(), `${prefix}pid${process.pid}-`));
+}
+
+const PRIVATE_TEMP = /^tern-[a-z0-9-]+-pid(\d+)-[A-Za-z0-9]{6}$/;
+
+/** Removes the private temp folders (see privateTempDir) of processes that are gone; returns their paths. */
+export async function removeDeadTempDirs(dir = tmpdir()): Promise<string[]> {
+  const removed: string[] = [];
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const e of entries) {
+    const pid = e.isDirectory() ? Number(PRIVATE_TEMP.exec(e.name)?.[1]) : Number.NaN;
+    if (!(pid > 0) || pid === process.pid || isRunning(pid)) continue;
+    const path = join(dir, e.name);
+    // Another user's folder is not ours to judge (and a non-root Tern could not remove it).
+    const info = await stat(path).catch(() => null);
+    if (!info || info.uid !== process.getuid?.()) continue;
+    await rm(path, { recursive: true, force: true });
+    removed.push(path);
+  }
+  return removed;
+}
+
+/**
+ * PIDs of other processes whose command line names `dir` or a path inside it: tools a killed Tern
+ * left running on an instance folder (mbstream -C dir, mariabackup --target-dir=dir/db, ...).
+ */
+export function processesUsing(dir: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    const argv = commandLine(pid);
+    if (argv?.some((arg) => arg === dir || arg.endsWith(`=${dir}`) || arg.includes(`${dir}/`))) found.push(pid);
+  }
+  return found;
 }
 
 /** Writes a 0600 file (owned by `owner` when given); it must not exist yet. */

@@ -50,6 +50,22 @@ export async function adopt(dataDir: string, options: { signal?: AbortSignal } =
   );
 }
 
+/**
+ * The server of an instance folder if one runs now; never starts one (for stopping what a killed
+ * Tern left behind, where starting a half-restored database would only do harm).
+ */
+export async function runningServer(dataDir: string): Promise<ManagedServer | null> {
+  const state = await readState(dataDir).catch(() => null);
+  if (!state) return null;
+  const layout = layoutOf(dataDir);
+  if (state.kind === 'mariadb') {
+    const pid = await runningMariadbPid(layout);
+    return pid ? serverHandle(layout, state, pid, 'SIGTERM') : null;
+  }
+  const pid = await runningPostgresPid(layout);
+  return pid ? serverHandle(layout, state, pid, 'SIGINT') : null;
+}
+
 /** Starts on the recorded port; if another process took it meanwhile, on a new one. */
 async function startAgain(samePort: () => Promise<ManagedServer>, newPort: () => Promise<ManagedServer>): Promise<ManagedServer> {
   try {

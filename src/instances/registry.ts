@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
-import { removeQuietly } from './process.ts';
-import { adopt, type ManagedServer } from './provisioner.ts';
+import { processesUsing, removeQuietly, terminate } from './process.ts';
+import { adopt, type ManagedServer, runningServer } from './provisioner.ts';
 
 // Handles on the servers this Tern process started or re-adopted, by instance id. The servers
 // themselves outlive Tern; after a restart, adopt() finds them again through their folders.
@@ -25,13 +25,17 @@ export class InstanceServers {
 
   /**
    * Stops the instance's server, if any, and removes its folder. A folder with no handle here
-   * (another Tern process started it, or a half-made one) is adopted first so its process is stopped.
+   * (another Tern process started it, or a killed one left it half-made) has its running server
+   * found and stopped, and so has any tool still working in it, before the folder goes.
    */
   async destroy(id: string, dataDir: string): Promise<void> {
-    let server = this.#servers.get(id);
+    let server = this.#servers.get(id) ?? null;
     this.#servers.delete(id);
-    if (!server && existsSync(dataDir)) server = await adopt(dataDir).catch(() => undefined);
+    if (!server && existsSync(dataDir)) server = await runningServer(dataDir).catch(() => null);
     if (server) await server.destroy();
+    // A restore's mbstream or mariabackup --prepare outlives a Tern killed under it, and would
+    // go on writing into the folder the next attempt makes.
+    for (const pid of processesUsing(dataDir)) await terminate(pid, 'SIGKILL', 10_000);
     await removeQuietly(dataDir);
   }
 

@@ -169,7 +169,8 @@ export async function streamToolInto(
   sink.off('close', stopTool);
   let failure: Error | null = null;
   if (options.signal?.aborted) failure = new Cancelled(`${tool.name} was cancelled`);
-  else if (sink.destroyed) failure = new Cancelled(`the output of ${tool.name} was closed before the end`);
+  // The sink's own error (storage full, an upload that failed) is why the tool was stopped.
+  else if (sink.destroyed) failure = sink.errored ?? new Cancelled(`the output of ${tool.name} was closed before the end`);
   else failure = checkExit(tool.name, exit, options.okPattern);
   if (failure) {
     sink.destroy(failure);

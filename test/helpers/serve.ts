@@ -13,6 +13,8 @@ export interface ServedRegion {
   child: ChildProcess;
   /** Everything the process wrote to stderr so far. */
   stderr(): string;
+  /** Everything it wrote to stdout (its JSON log lines) so far; empty unless asked for. */
+  stdout(): string;
   /** SIGTERM, then the exit code (SIGKILL after 10 s). */
   stop(): Promise<number | null>;
 }
@@ -27,18 +29,33 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function serveRegion(dir: string, config: Record<string, unknown>): Promise<ServedRegion> {
+export interface ServeOptions {
+  /** More environment variables for the process (e.g. a private TMPDIR). */
+  env?: Record<string, string>;
+  /** Keep what the process writes to stdout (its log); otherwise it is discarded. */
+  captureStdout?: boolean;
+}
+
+export async function serveRegion(
+  dir: string,
+  config: Record<string, unknown>,
+  options: ServeOptions = {},
+): Promise<ServedRegion> {
   const port = await freePort();
   const file = join(dir, 'tern.json');
   writeFileSync(file, JSON.stringify({ listen: { host: '127.0.0.1', port }, dataDir: dir, logLevel: 'warn', ...config }));
   const child = spawn(TERN, ['serve', '--config', file], {
     cwd: dir,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...options.env },
+    stdio: ['ignore', options.captureStdout ? 'pipe' : 'ignore', 'pipe'],
   });
   let stderr = '';
+  let stdout = '';
   child.stderr!.on('data', (d) => {
     stderr += d;
+  });
+  child.stdout?.on('data', (d) => {
+    stdout += d;
   });
   const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
   const url = `http://127.0.0.1:${port}`;
@@ -55,7 +72,7 @@ export async function serveRegion(dir: string, config: Record<string, unknown>):
   for (let i = 0; i < 300; i++) {
     if (child.exitCode !== null) throw new Error(`tern serve exited with ${child.exitCode}: ${stderr}`);
     try {
-      if ((await fetch(`${url}/healthz`)).ok) return { url, child, stderr: () => stderr, stop };
+      if ((await fetch(`${url}/healthz`)).ok) return { url, child, stderr: () => stderr, stdout: () => stdout, stop };
     } catch {
       // not listening yet
     }

@@ -23,11 +23,13 @@ describe('runBounded', () => {
     );
   });
 
-  it('stops on the first failure, aborts the work in flight, and settles only when all of it stopped', async () => {
+  it('stops on the first failure, lets the work in flight end (stopped, not aborted), and settles after it', async () => {
     const started: number[] = [];
+    const ended: number[] = [];
     let stillRunning = 0;
+    let inFlight: { signal: AbortSignal; stopped: AbortSignal } | undefined;
     const failure = new IntegrityError('segment 2 is bad');
-    const work = async (n: number, signal: AbortSignal) => {
+    const work = async (n: number, signal: AbortSignal, stopped: AbortSignal) => {
       started.push(n);
       stillRunning++;
       try {
@@ -35,14 +37,19 @@ describe('runBounded', () => {
           await sleep(5);
           throw failure;
         }
-        await new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+        inFlight = { signal, stopped };
+        await sleep(40); // an upload that has sent its bytes: it must be let finish
+        ended.push(n);
       } finally {
         stillRunning--;
       }
     };
     await assert.rejects(runBounded([1, 2, 3, 4, 5], 2, new AbortController().signal, work), (err) => err === failure);
     assert.deepEqual(started, [1, 2], 'nothing new starts after the failure');
+    assert.deepEqual(ended, [1], 'the work in flight ran to its end before the call settled');
     assert.equal(stillRunning, 0);
+    assert.equal(inFlight?.signal.aborted, false, 'its I/O was not cut');
+    assert.equal(inFlight?.stopped.aborted, true, 'but it was told to stop retrying');
   });
 
   it('reports an outside abort by its reason', async () => {

@@ -30,7 +30,7 @@ export async function copySegments(c: SegmentCopy): Promise<SegmentInfo[]> {
   const recorded = new Map((await finishedParts(c.db.kysely, c.backupId)).map((p) => [p.part_number, p]));
   const total = c.segments.length;
   const planned = c.segments.map((seg, i) => ({ n: i + 1, seg, key: segmentKey(c.backupId, i + 1) }));
-  await runBounded(planned, c.parallelism, c.signal, async ({ n, seg, key }, signal) => {
+  await runBounded(planned, c.parallelism, c.signal, async ({ n, seg, key }, signal, stopped) => {
     const part = recorded.get(n);
     if (part && part.key === key && part.etag === seg.etag && part.size === seg.size) {
       // Recorded by an earlier run; trust it only if the target still holds exactly those bytes.
@@ -45,11 +45,11 @@ export async function copySegments(c: SegmentCopy): Promise<SegmentInfo[]> {
         await copyOne(c, seg, key, signal);
         break;
       } catch (err) {
-        if (!isTransient(err) || attempt >= (c.retries ?? 0) || signal.aborted) {
+        if (!isTransient(err) || attempt >= (c.retries ?? 0) || stopped.aborted) {
           throw withContext(err, `copying segment ${n} of ${total} from ${c.region}`);
         }
         // A blip on one segment should not send the whole job back to the queue.
-        await sleep(Math.min(SEGMENT_BACKOFF_MAX_MS, SEGMENT_BACKOFF_MS * 2 ** attempt), undefined, { signal });
+        await sleep(Math.min(SEGMENT_BACKOFF_MAX_MS, SEGMENT_BACKOFF_MS * 2 ** attempt), undefined, { signal: stopped });
       }
     }
     await recordPart(c.db.kysely, { backup_id: c.backupId, part_number: n, key, size: seg.size, etag: seg.etag });
@@ -93,13 +93,16 @@ export async function putVerifiedManifest(
 
 /**
  * Runs work over items with at most `limit` at once. The first failure stops new work and aborts
- * the work in flight; the call settles only when nothing is running any more.
+ * `stopped` (no more retries or waits) but not the `signal` of work in flight: an upload cut off
+ * after its last byte may still be stored once we have cleaned up, so a failing copy lets the
+ * uploads it has started end before it reports. An outside abort (cancel, shutdown, lost lease)
+ * aborts both. The call settles only when nothing is running any more.
  */
 export async function runBounded<T>(
   items: readonly T[],
   limit: number,
   signal: AbortSignal,
-  work: (item: T, signal: AbortSignal) => Promise<void>,
+  work: (item: T, signal: AbortSignal, stopped: AbortSignal) => Promise<void>,
 ): Promise<void> {
   signal.throwIfAborted();
   const controller = new AbortController();
@@ -112,7 +115,7 @@ export async function runBounded<T>(
     while (!failed && !controller.signal.aborted && next < items.length) {
       const item = items[next++];
       try {
-        await work(item, controller.signal);
+        await work(item, signal, controller.signal);
       } catch (err) {
         if (!failed) {
           failed = true;

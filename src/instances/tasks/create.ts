@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { backupChain, chainLink } from '../../backups/restore-chain.ts';
+import { backupChain, readChain } from '../../backups/restore-chain.ts';
 import { runnerFor } from '../../datastores/runners.ts';
 import type { Db } from '../../db/connect.ts';
 import { findDatastoreVersion } from '../../db/repos/datastores.ts';
@@ -42,11 +42,12 @@ export function createInstanceTask(deps: InstanceTaskDeps): JobHandler<{ instanc
         throw new BadRequest(`${runner.kind} backups cannot be incremental, but backup ${row.restore_backup_id} has parents`);
       }
       logger?.info({ instanceId, backups: chain.map((b) => b.id) }, 'restoring backup chain');
-      return runner.restore({
-        chain: chain.map((b) => chainLink(storage, keyring, b, signal)),
-        targetDataDir: row.data_dir,
-        signal,
-      });
+      const reads = readChain(storage, keyring, chain, signal);
+      try {
+        return await runner.restore({ chain: reads.links, targetDataDir: row.data_dir, signal });
+      } catch (err) {
+        throw await reads.explain(err);
+      }
     }
     if (!row.wrapped_password || !row.password_key_id) throw new BadRequest(`instance ${instanceId} has no admin password`);
     const rootPassword = keyring.unwrap({ keyId: row.password_key_id, wrapped: row.wrapped_password });

@@ -81,7 +81,9 @@ export function fsError(err: unknown, what: string, signal?: AbortSignal): unkno
   if (err instanceof TernError || !(err instanceof Error)) return err;
   const code = (err as NodeJS.ErrnoException).code ?? '';
   const because = `${what}: ${code}`;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new StorageFull(`${because}, no space left`, { cause: err });
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new StorageFull(`storage full: no space left for ${what} (${code})`, { cause: err });
+  }
   if (code === 'ENOENT') return new ObjectNotFound(`${because}, not found`, { cause: err });
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
     return new StorageAuthFailed(`${because}, not allowed`, { cause: err });

@@ -16,6 +16,7 @@ import { assertSafeKey } from '../keys.ts';
 import { SwiftClient, type SwiftClientOptions } from './swift/client.ts';
 import {
   drain,
+  fullOrTooLarge,
   header,
   isSocketError,
   Meter,
@@ -24,7 +25,7 @@ import {
   type Response,
   readJson,
   readText,
-  statusError,
+  unexpected,
   unquote,
 } from './swift/http.ts';
 import { checkManifestPut, isPlainContainer, parseSloManifest, sloManifestBody } from './swift/manifest.ts';
@@ -177,6 +178,9 @@ export class SwiftDriver implements StorageDriver {
       headers = { 'content-type': 'application/octet-stream', ...metadataHeaders(metadata, what) };
       // Swift checks the bytes it stored against this and answers 422 on a mismatch.
       if (md5 !== undefined) headers.etag = md5.toLowerCase();
+      // A known length lets Swift refuse up front what cannot fit (container quota, max_file_size)
+      // instead of after the bytes crossed the network; chunked uploads are only checked after.
+      if (size !== undefined) headers['content-length'] = String(size);
       await this.ensureContainer(signal);
     } catch (err) {
       body.destroy();
@@ -221,6 +225,7 @@ export class SwiftDriver implements StorageDriver {
       this.containerReady = null; // the container went away; the next try creates it again
       throw new StorageUnavailable(`${what}: container ${this.container} is missing`);
     }
+    if (res.statusCode === 413 || res.statusCode === 507) throw await fullOrTooLarge(res, what);
     if (res.statusCode !== 201) throw await unexpected(res, what);
     await drain(res);
     if (!digest.readableEnded) await finished(digest, { readable: false }).catch(() => undefined);
@@ -379,14 +384,4 @@ export class SwiftDriver implements StorageDriver {
     assertSafeKey(key);
     return `/${encodeURIComponent(container)}/${encodePath(key)}`;
   }
-}
-
-/** An answer the operation has no meaning for, in Tern's vocabulary. */
-async function unexpected(res: Response, what: string): Promise<Error> {
-  if (res.statusCode >= 500) return statusError(res, what);
-  const text = await readText(res, 4096).catch(() => '');
-  const detail = text ? ` (${oneLine(text)})` : '';
-  if (res.statusCode === 403) return new StorageAuthFailed(`${what}: forbidden (403)${detail}`);
-  if (res.statusCode === 413) return new OverLimit(`${what}: too large for Swift (413)`);
-  return new BadRequest(`${what}: Swift answered ${res.statusCode}${detail}`);
 }

@@ -1,7 +1,15 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
-import { IntegrityError, StorageUnavailable, TernError } from '../../../errors.ts';
+import {
+  BadRequest,
+  IntegrityError,
+  OverLimit,
+  StorageAuthFailed,
+  StorageFull,
+  StorageUnavailable,
+  TernError,
+} from '../../../errors.ts';
 
 // HTTP plumbing shared by Swift auth and the driver: error mapping, small-body reads, backoff and a
 // byte meter. Messages name the operation and URL but never a token, key or password.
@@ -111,4 +119,27 @@ export class Meter extends Transform {
     }
     callback();
   }
+}
+
+/**
+ * A refused upload: 413 "Upload exceeds quota." (container_quotas, account_quotas) or 507 (no
+ * disk left) is StorageFull; any other 413 (an object above max_file_size) is OverLimit.
+ */
+export async function fullOrTooLarge(res: Response, what: string): Promise<Error> {
+  const text = await readText(res, 4096).catch(() => '');
+  const detail = text ? `: ${oneLine(text)}` : '';
+  if (res.statusCode === 507 || /quota/i.test(text)) {
+    return new StorageFull(`storage full: Swift refused ${what} (${res.statusCode}${detail})`);
+  }
+  return new OverLimit(`${what}: too large for Swift (413${detail})`);
+}
+
+/** An answer the operation has no meaning for, in Tern's vocabulary. */
+export async function unexpected(res: Response, what: string): Promise<Error> {
+  if (res.statusCode >= 500) return statusError(res, what);
+  const text = await readText(res, 4096).catch(() => '');
+  const detail = text ? ` (${oneLine(text)})` : '';
+  if (res.statusCode === 403) return new StorageAuthFailed(`${what}: forbidden (403)${detail}`);
+  if (res.statusCode === 413) return new OverLimit(`${what}: too large for Swift (413)`);
+  return new BadRequest(`${what}: Swift answered ${res.statusCode}${detail}`);
 }
