@@ -1,14 +1,6 @@
 import { pipeline, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import {
-  BadRequest,
-  ConfigError,
-  IntegrityError,
-  ObjectNotFound,
-  OverLimit,
-  StorageAuthFailed,
-  StorageUnavailable,
-} from '../../errors.ts';
+import { BadRequest, ConfigError, IntegrityError, ObjectNotFound, StorageAuthFailed, StorageUnavailable } from '../../errors.ts';
 import { createDigestStream } from '../../streams/hash.ts';
 import { manifestEtag } from '../../streams/swift-etag.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
@@ -24,7 +16,6 @@ import {
   oneLine,
   type Response,
   readJson,
-  readText,
   unexpected,
   unquote,
 } from './swift/http.ts';
