@@ -32,8 +32,12 @@ export async function connectDb(url: string, options: { migrate?: boolean } = {}
   } else {
     dialect = 'postgres';
     const pool = new pg.Pool({ connectionString: url, max: 10 });
-    // An idle client error (server restart) must not crash the process; the next query reconnects.
+    // A server restart must not crash the process. The pool only listens on idle clients; a client
+    // checked out between two queries (inside a transaction, say) emits its 'error' unheard, which
+    // Node turns into an uncaught exception. The query in flight fails on its own, and the pool
+    // drops the broken client on release, so the next query reconnects.
     pool.on('error', () => {});
+    pool.on('connect', (client) => client.on('error', () => {}));
     kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   }
   const db: Db = { kysely, dialect, close: () => kysely.destroy() };

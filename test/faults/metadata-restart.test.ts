@@ -68,6 +68,9 @@ describe('fault: the metadata PostgreSQL restarts mid-copy', () => {
         method: body ? 'POST' : 'GET',
         headers: { 'x-auth-token': token, ...(body ? { 'content-type': 'application/json' } : {}) },
         body: body ? JSON.stringify(body) : undefined,
+      }).catch((err) => {
+        // The region's process is gone: what it said last is the diagnosis.
+        throw new Error(`region2 did not answer ${path}: ${err.cause ?? err}\n${region2!.stderr().slice(-4000)}`);
       });
       return { status: res.status, body: (await res.json().catch(() => null)) as any };
     };
