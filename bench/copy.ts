@@ -15,7 +15,7 @@
 // Needs scripts/swift-regions.sh start and rclone (apt-get install rclone). Everything written
 // (source and target containers, the SQLite files) is removed at the end.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomFillSync, randomUUID } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -231,6 +231,9 @@ function readLog(file: string): string[] {
 
 async function main(): Promise<void> {
   const sizes = (process.env.BENCH_SIZES ?? '1024,4096').split(',').map(Number);
+  // Checked before seeding: otherwise a missing rclone shows only after the first Tern copy.
+  if (spawnSync('rclone', ['version'], { stdio: 'ignore' }).status !== 0)
+    throw new Error('rclone not found: install it with apt-get install rclone');
   const dir = mkdtempSync(join(process.env.BENCH_DIR ?? '/var/tmp', 'tern-bench-copy-'));
   const source = swift(1, SOURCE);
   const lines: string[] = [];
