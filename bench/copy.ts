@@ -12,7 +12,7 @@
 //
 // Run: node_modules/.bin/node bench/copy.ts
 //   env BENCH_SIZES=1024,4096 (MiB)  BENCH_PARALLELISM=4 (config copy.parallelism default)
-// Needs scripts/swift-regions.sh start and rclone (apt-get install rclone). Everything written
+// Needs scripts/swift-regions.sh start; installs rclone from Debian when missing. Everything written
 // (source and target containers, the SQLite files) is removed at the end.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -23,7 +23,7 @@ import { Readable } from 'node:stream';
 import type { SegmentInfo, StorageDriver } from '../src/storage/driver.ts';
 import { SwiftDriver } from '../src/storage/drivers/swift.ts';
 import { segmentKey } from '../src/storage/keys.ts';
-import { fmt, log, MiB, mbps, measure, measurePipeline, NODE, swiftToken, ternNodeFlags } from './lib.ts';
+import { fmt, log, MiB, mbps, measure, measurePipeline, NODE, ROOT, swiftToken, ternNodeFlags } from './lib.ts';
 
 const SOURCE = 'tern-bench-copy-src';
 const TARGET = 'tern-bench-copy';
@@ -231,9 +231,11 @@ function readLog(file: string): string[] {
 
 async function main(): Promise<void> {
   const sizes = (process.env.BENCH_SIZES ?? '1024,4096').split(',').map(Number);
-  // Checked before seeding: otherwise a missing rclone shows only after the first Tern copy.
-  if (spawnSync('rclone', ['version'], { stdio: 'ignore' }).status !== 0)
-    throw new Error('rclone not found: install it with apt-get install rclone');
+  // Before seeding: otherwise a missing rclone shows only after the first Tern copy.
+  const ensure = spawnSync('bash', ['-c', 'source "$1" && apt_ensure rclone', 'bash', join(ROOT, 'scripts/lib.sh')], {
+    stdio: 'inherit',
+  });
+  if (ensure.status !== 0) throw new Error('could not install rclone (apt_ensure rclone failed)');
   const dir = mkdtempSync(join(process.env.BENCH_DIR ?? '/var/tmp', 'tern-bench-copy-'));
   const source = swift(1, SOURCE);
   const lines: string[] = [];
