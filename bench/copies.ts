@@ -32,7 +32,7 @@ import { connectDb, type Db } from '../src/db/connect.ts';
 import type { SegmentInfo } from '../src/storage/driver.ts';
 import { SwiftDriver } from '../src/storage/drivers/swift.ts';
 import { segmentKey } from '../src/storage/keys.ts';
-import { fmt, log, MiB, NODE, ROOT, swiftToken, ternNodeFlags } from './lib.ts';
+import { fmt, log, MiB, NODE, ROOT, swiftToken, ternEnv, ternNodeFlags } from './lib.ts';
 
 const COPIES = Number(process.env.BENCH_COPIES ?? 50);
 const SIZE = Number(process.env.BENCH_SIZE_MIB ?? 16) * MiB;
@@ -218,7 +218,7 @@ async function main(): Promise<void> {
         logLevel: 'warn',
       }),
     );
-    const env = { ...process.env, TERN_CONFIG: config };
+    const env = { ...ternEnv(), TERN_CONFIG: config };
     const flags = ternNodeFlags().split(' ').filter(Boolean);
     const cli = [NODE, ...flags, join(ROOT, 'src/main/cli.ts'), 'serve'];
     children.push(await start(cli, { ...env, TERN_WORKER: 'off' }, join(dir, 'api.log'), /serving on/));

@@ -23,7 +23,7 @@ import { Readable } from 'node:stream';
 import type { SegmentInfo, StorageDriver } from '../src/storage/driver.ts';
 import { SwiftDriver } from '../src/storage/drivers/swift.ts';
 import { segmentKey } from '../src/storage/keys.ts';
-import { fmt, log, MiB, mbps, measure, measurePipeline, NODE, ROOT, swiftToken, ternNodeFlags } from './lib.ts';
+import { fmt, log, MiB, mbps, measure, measurePipeline, NODE, ROOT, swiftToken, ternEnv, ternNodeFlags } from './lib.ts';
 
 const SOURCE = 'tern-bench-copy-src';
 const TARGET = 'tern-bench-copy';
@@ -114,15 +114,10 @@ interface Result {
 async function tern(dir: string, location: string): Promise<Result & { checksum: string }> {
   const backupId = randomUUID();
   const dbFile = join(dir, `${backupId}.sqlite`);
-  const m = await measure([
-    NODE,
-    ...ternNodeFlags().split(' ').filter(Boolean),
-    import.meta.filename,
-    'child',
-    dbFile,
-    backupId,
-    location,
-  ]);
+  const m = await measure(
+    [NODE, ...ternNodeFlags().split(' ').filter(Boolean), import.meta.filename, 'child', dbFile, backupId, location],
+    ternEnv(),
+  );
   const f = JSON.parse(m.stdout) as { seconds: number; status: string; checksum: string; maxRssMiB: number };
   if (f.status !== 'COMPLETED') throw new Error(`Tern copy ended ${f.status}`);
   // The copy's own objects are removed before the next contender runs.
@@ -191,7 +186,7 @@ async function resume(dir: string, location: string, total: number): Promise<str
     location,
     logFile,
   ];
-  const first = spawn(NODE, argv, { stdio: 'ignore' });
+  const first = spawn(NODE, argv, { stdio: 'ignore', env: ternEnv() });
   const killed = new Promise<void>((done) => first.on('exit', () => done()));
   for (;;) {
     await new Promise((r) => setTimeout(r, 25));
@@ -206,7 +201,7 @@ async function resume(dir: string, location: string, total: number): Promise<str
   const doneBefore = new Set(lines.filter((l) => l.startsWith('done ')).map((l) => l.slice(5)));
   const inFlight = [...startedBefore].filter((k) => !doneBefore.has(k)).length;
   rmSync(logFile);
-  const m = await measure([NODE, ...argv.slice(0, -1), logFile]);
+  const m = await measure([NODE, ...argv.slice(0, -1), logFile], ternEnv());
   const f = JSON.parse(m.stdout) as { status: string; puts: number };
   const again = readLog(logFile)
     .filter((l) => l.startsWith('start '))

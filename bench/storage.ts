@@ -29,6 +29,7 @@ import {
   S3_SECRET,
   sigv4Headers,
   swiftToken,
+  ternEnv,
   ternNodeFlags,
 } from './lib.ts';
 
@@ -117,7 +118,7 @@ interface Row {
 }
 
 async function tern(op: string, kind: Kind, key: string, file: string, size: number, md5: string, dir: string) {
-  const env = { ...process.env };
+  const env = ternEnv();
   delete env.AWS_CA_BUNDLE;
   const flags = (process.env.BENCH_NODE_FLAGS ?? ternNodeFlags()).split(' ').filter(Boolean);
   const m = await measure([NODE, ...flags, import.meta.filename, 'child', op, kind, key, file, String(size), md5, dir], env);
