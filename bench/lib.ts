@@ -145,11 +145,18 @@ export function sigv4Headers(method: string, url: string, region = 'us-east-1'):
 export const mbps = (bytes: number, seconds: number) => bytes / 1e6 / seconds;
 export const fmt = (n: number, digits = 0) => n.toFixed(digits);
 
-/** The environment bin/tern runs Tern with (its compile cache), so a measured child runs as production does. */
+/**
+ * The environment bin/tern runs Tern with (its `export NAME="${NAME:-default}"` lines: compile
+ * cache, malloc arenas), so a measured child runs as production does.
+ */
 export function ternEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const match = /NODE_COMPILE_CACHE:-\$repo\/([^}"]+)/.exec(readFileSync(resolve(ROOT, 'bin/tern'), 'utf8'));
-  if (!match) throw new Error('bin/tern no longer sets NODE_COMPILE_CACHE; update bench/lib.ts ternEnv');
-  return { ...env, NODE_COMPILE_CACHE: env.NODE_COMPILE_CACHE ?? resolve(ROOT, match[1]) };
+  const script = readFileSync(resolve(ROOT, 'bin/tern'), 'utf8');
+  const out = { ...env };
+  for (const [, name, value] of script.matchAll(/^export (\w+)="\$\{\w+:-([^}]*)\}"$/gm)) {
+    out[name] ??= value.replace('$repo', ROOT);
+  }
+  if (out.NODE_COMPILE_CACHE === undefined) throw new Error('bench/lib.ts ternEnv: bin/tern no longer sets NODE_COMPILE_CACHE');
+  return out;
 }
 
 /** The Node flags bin/tern runs Tern with, so a measured child runs as production does. */
