@@ -8,13 +8,13 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
 import { BadRequest, IntegrityError, ObjectNotFound, OverLimit } from '../../errors.ts';
+import { guardBody } from '../../streams/length-guard.ts';
 import { manifestEtag } from '../../streams/swift-etag.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
 import { assertSafeKey, ownSegmentKey } from '../keys.ts';
 import { S3Connection, type S3DriverConfig } from './s3-connection.ts';
 import { type ManifestOps, readManifest, segmentBytes } from './s3-manifest.ts';
 import {
-  checkedBytes,
   infoOf,
   lower,
   MANIFEST,
@@ -97,9 +97,8 @@ export class S3Driver extends S3Connection implements StorageDriver {
       (res.Body as Readable).destroy();
       return this.manifestStream(key, Number(lower(res.Metadata)[TOTAL_SIZE]), undefined, signal);
     }
-    return Readable.from(checkedBytes(res.Body as Readable, res.ContentLength, what, this.config.bucket, signal), {
-      objectMode: false,
-    });
+    const bucket = this.config.bucket;
+    return guardBody(res.Body as Readable, res.ContentLength, what, (err) => s3Error(err, what, bucket, signal) as Error, signal);
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {

@@ -1,5 +1,6 @@
-import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { BadRequest, StorageUnavailable } from '../../../errors.ts';
+import { guardBody } from '../../../streams/length-guard.ts';
 import type { ObjectInfo, ObjectMetadata } from '../../driver.ts';
 import { assertSafeKey } from '../../keys.ts';
 import { header, netError, type Response, unquote } from './http.ts';
@@ -88,42 +89,8 @@ export function listingInfo(entry: SwiftListing): ObjectInfo {
 
 /**
  * The bytes of a GET, failing (StorageUnavailable) when the connection ends before Content-Length
- * bytes arrived, so a cut stream never looks like a short object. Stream to stream (pipe), not an
- * async iterator: no promise per chunk, and backpressure reaches the socket directly.
+ * bytes arrived, so a cut stream never looks like a short object.
  */
 export function guardedBody(res: Response, expected: number | undefined, what: string, signal?: AbortSignal): Readable {
-  const body = res.body;
-  const guard = new LengthGuard(expected, what);
-  body.on('error', (err) => guard.destroy(netError(err, what, signal) as Error));
-  guard.on('close', () => {
-    if (!body.readableEnded) body.destroy();
-  });
-  body.pipe(guard);
-  return guard;
-}
-
-/** Counts bytes; ending short of `expected` means the connection was cut. */
-export class LengthGuard extends Transform {
-  private bytes = 0;
-  private readonly expected: number | undefined;
-  private readonly what: string;
-
-  constructor(expected: number | undefined, what: string) {
-    super();
-    this.expected = expected;
-    this.what = what;
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.bytes += chunk.length;
-    callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    if (this.expected !== undefined && this.bytes !== this.expected) {
-      callback(new StorageUnavailable(`${this.what}: the connection ended after ${this.bytes} of ${this.expected} bytes`));
-      return;
-    }
-    callback();
-  }
+  return guardBody(res.body, expected, what, (err) => netError(err, what, signal) as Error, signal);
 }
