@@ -61,7 +61,8 @@ async function startRegion(name: string, config: Record<string, unknown>): Promi
     }),
     { mode: 0o600 },
   );
-  const child = spawn(process.execPath, [join(root, 'src/main/cli.ts'), 'serve', '--config', file], {
+  // bin/tern execs Node with the production settings, so the child's PID is the server's.
+  const child = spawn(join(root, 'bin/tern'), ['serve', '--config', file], {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   children.push(child);
