@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
 import { connectDb, type Db } from '../../src/db/connect.ts';
@@ -240,11 +243,20 @@ for (const tdb of TEST_DBS) {
 
     test('claimers in separate processes never run a job twice', async () => {
       const shared = await sharedDb(tdb.name);
+      const dir = mkdtempSync(join(tmpdir(), 'tern-claimers-'));
       try {
         const ids = new Set<number>();
         for (let i = 0; i < 150; i++) ids.add(await enqueue(shared.db.kysely, { kind: 'k', payload: i }));
-        const startAt = String(Date.now() + 1500);
-        const procs = [0, 1, 2].map((i) => runFixture('claimer.ts', [shared.url, `p${i}`, startAt]));
+        const barrier = join(dir, 'go');
+        const procs = [0, 1, 2].map((i) => runFixture('claimer.ts', [shared.url, `p${i}`, barrier]));
+        // Started together once all are connected: a fixed start time lost the race on a busy machine.
+        for (let waited = 0; ![0, 1, 2].every((i) => existsSync(`${barrier}.p${i}`)); waited += 10) {
+          if (waited > 60_000 || procs.some((p) => p.child.exitCode !== null)) {
+            assert.fail(`claimers did not all get ready:\n${procs.map((p) => p.out()).join('\n')}`);
+          }
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        writeFileSync(barrier, '');
         const codes = await Promise.all(procs.map((p) => p.exited));
         assert.deepEqual(codes, [0, 0, 0], procs.map((p) => p.out()).join('\n'));
         const perProcess: number[][] = procs.map((p) => JSON.parse(p.out()));
@@ -259,6 +271,7 @@ for (const tdb of TEST_DBS) {
         assert.equal(done.length, 150);
       } finally {
         await shared.drop();
+        rmSync(dir, { recursive: true, force: true });
       }
     });
   });
