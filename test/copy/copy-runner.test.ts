@@ -141,7 +141,10 @@ for (const testDb of TEST_DBS) {
         async put(key: string, body: Readable, opts?: PutOptions) {
           if (calls++ === 0) return spy.driver.put(key, body, opts);
           const signal = opts!.signal!;
-          await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+          // The cancel can land between the segment's GET and this PUT: an abort that already
+          // happened fires no event, and waiting for one hung the test (and its runner.stop()).
+          if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+          body.destroy();
           throw signal.reason;
         },
       };
