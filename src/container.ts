@@ -5,12 +5,13 @@ import type { Logger } from 'pino';
 import { StaticTokenAuthenticator } from './auth.ts';
 import { CopyRequests } from './backups/copy-request.ts';
 import { CREATE_JOB } from './backups/create-from-instance.ts';
-import { COPY_JOB, DELETE_JOB } from './backups/jobs.ts';
+import { COPY_JOB, DELETE_JOB, SWEEP_JOB } from './backups/jobs.ts';
 import { BackupQuota } from './backups/quota.ts';
 import { BackupService } from './backups/service.ts';
 import { copyBackupTask } from './backups/tasks/copy.ts';
 import { createBackupTask } from './backups/tasks/create.ts';
 import { deleteBackupTask } from './backups/tasks/delete.ts';
+import { sweepBackupTask } from './backups/tasks/sweep.ts';
 import type { StorageConfig, TernConfig } from './config.ts';
 import { connectDb, type Db } from './db/connect.ts';
 import { seedDatastores } from './db/repos/datastores.ts';
@@ -103,12 +104,14 @@ export async function buildContainer(config: TernConfig, options: { logger?: Log
         logger,
       }),
       [DELETE_JOB]: deleteBackupTask({ db, storage }),
+      [SWEEP_JOB]: sweepBackupTask({ db, storage, logger }),
       [CREATE_JOB]: createBackupTask({
         db,
         storage,
         keyring,
         encrypt: config.encryption.enabled,
         segmentSize: segmentSizeOf(config.storage),
+        maxAttempts: w.maxAttempts,
         logger,
       }),
       [INSTANCE_CREATE_JOB]: createInstanceTask({ db, storage, keyring, servers, logger }),

@@ -3,3 +3,4 @@
 
 export const COPY_JOB = 'backup.copy';
 export const DELETE_JOB = 'backup.delete';
+export const SWEEP_JOB = 'backup.sweep';

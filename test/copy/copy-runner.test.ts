@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { SWEEP_JOB } from '../../src/backups/jobs.ts';
 import { COPY_JOB } from '../../src/backups/service.ts';
 import { copyBackupTask } from '../../src/backups/tasks/copy.ts';
+import { enqueueSweep, sweepBackupTask } from '../../src/backups/tasks/sweep.ts';
 import type { Db } from '../../src/db/connect.ts';
 import { StorageUnavailable } from '../../src/errors.ts';
 import { enqueue, findJob, requestCancel } from '../../src/jobs/queue.ts';
@@ -55,10 +57,13 @@ for (const testDb of TEST_DBS) {
       await r.close();
     });
 
-    function startRunner(target: StorageDriver, options: { heartbeatMs?: number } = {}): JobRunner {
+    function startRunner(target: StorageDriver, options: { heartbeatMs?: number; sweepDelayMs?: number } = {}): JobRunner {
       runner = new JobRunner({
         db,
-        handlers: { [COPY_JOB]: copyBackupTask({ db, catalog: r.catalog, target, parallelism: 2 }) },
+        handlers: {
+          [COPY_JOB]: copyBackupTask({ db, catalog: r.catalog, target, parallelism: 2, sweepDelayMs: options.sweepDelayMs }),
+          [SWEEP_JOB]: sweepBackupTask({ db, storage: target }),
+        },
         concurrency: 1,
         leaseMs: 5000,
         heartbeatMs: options.heartbeatMs ?? 1000,
@@ -160,6 +165,65 @@ for (const testDb of TEST_DBS) {
       for (let i = 0; i < 100 && (await findJob(db.kysely, jobId))!.status === 'running'; i++) await sleep(20);
       assert.equal((await findJob(db.kysely, jobId))!.status, 'cancelled');
       assert.deepEqual(filesUnder(r.root2), []);
+    });
+
+    it('an upload the store commits after a cancel is removed by the sweep that follows', async () => {
+      const parts = [0, 1, 2, 3].map(() => randomBytes(32 * KiB));
+      const seeded = await seedSegmented(r.source, parts);
+      const spy = spyTarget(r.target);
+      let calls = 0;
+      let lateCommit: Promise<unknown> | undefined;
+      // Stands for a store that had every byte of a PUT when the client gave up, and stores it
+      // anyway once the copy's own cleanup has run: a race no test can time for real.
+      const late: StorageDriver = {
+        ...spy.driver,
+        async put(key: string, body: Readable, opts?: PutOptions) {
+          if (calls++ === 0) return spy.driver.put(key, body, opts);
+          const bytes = Buffer.concat(await body.toArray());
+          const signal = opts!.signal!;
+          if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+          lateCommit ??= waitFor(id, ['FAILED']).then(() =>
+            r.target.put(key, Readable.from([bytes]), { md5: opts?.md5, size: opts?.size }),
+          );
+          throw signal.reason;
+        },
+      };
+      const { id } = await enqueueCopy(seeded.location);
+      startRunner(late, { heartbeatMs: 30, sweepDelayMs: 300 }).start();
+      for (let i = 0; i < 500 && spy.puts.length === 0; i++) await sleep(10);
+      await requestCancel(db.kysely, id);
+      await waitFor(id, ['FAILED', 'COMPLETED']);
+      assert.equal((await row(db, id)).status, 'FAILED');
+      assert.ok(lateCommit, 'a PUT was in flight when the copy was cancelled');
+      await lateCommit;
+      assert.notDeepEqual(filesUnder(r.root2), [], 'the late upload is there after the first cleanup');
+      const sweep = () =>
+        db.kysely
+          .selectFrom('jobs')
+          .select(['status'])
+          .where('kind', '=', SWEEP_JOB)
+          .where('resource_id', '=', id)
+          .executeTakeFirst();
+      for (let i = 0; i < 250 && (await sweep())?.status !== 'succeeded'; i++) await sleep(20);
+      assert.equal((await sweep())?.status, 'succeeded');
+      assert.deepEqual(filesUnder(r.root2), []);
+    });
+
+    it("a sweep leaves a backup that is not FAILED or deleted alone, and removes a FAILED one's objects", async () => {
+      const live = await insertCopyRow(db, 'swift://elsewhere/x', { status: 'COMPLETED' });
+      const failed = await insertCopyRow(db, 'swift://elsewhere/y', { status: 'FAILED' });
+      for (const id of [live, failed]) {
+        await r.target.put(`${id}.xbstream.gz.enc`, Readable.from([Buffer.from('manifest')]));
+        await r.target.put(`${id}_00000001`, Readable.from([Buffer.from('segment')]));
+        await enqueueSweep(db.kysely, id, { delayMs: 0 });
+      }
+      const run = startRunner(r.target);
+      assert.equal(await run.runOnce(), true);
+      assert.equal(await run.runOnce(), true);
+      const left = filesUnder(r.root2).join('\n');
+      assert.match(left, new RegExp(`${live}\\.xbstream\\.gz\\.enc`));
+      assert.match(left, new RegExp(`${live}_00000001`));
+      assert.doesNotMatch(left, new RegExp(failed));
     });
   });
 }

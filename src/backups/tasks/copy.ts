@@ -9,16 +9,19 @@ import type { JobHandler } from '../../jobs/types.ts';
 import type { Catalog } from '../../regions/catalog.ts';
 import type { ObjectInfo, ObjectMetadata, PutResult, SegmentInfo, StorageDriver } from '../../storage/driver.ts';
 import { createProgressStream } from '../../streams/progress.ts';
+import { removeBackupObjects } from '../backup-objects.ts';
 import { COPY_JOB } from '../jobs.ts';
-import { envelopeMetadata, KEY_ID_META, PROJECT_META, segmentPrefix, targetKeyFor, WRAPPED_META } from '../object-names.ts';
+import { envelopeMetadata, KEY_ID_META, PROJECT_META, targetKeyFor, WRAPPED_META } from '../object-names.ts';
 import { copyParts } from './copy-parts.ts';
 import { copySegments, putVerifiedManifest, withContext } from './copy-segments.ts';
+import { enqueueSweep } from './sweep.ts';
 
 // The 'backup.copy' job: creates a backup in this region from a backup object in a trusted
 // region's storage. A segmented source is copied segment by segment (copy-segments.ts), a plain
 // one larger than the part size in ranged parts (copy-parts.ts), a small plain one in one PUT.
 // Safe to run again: finished segments and parts are recorded and skipped, and a finished backup
-// is left alone. On final failure (onGiveUp) everything written is removed.
+// is left alone. On final failure (onGiveUp) everything written is removed, and a 'backup.sweep'
+// job looks again a minute later for uploads the store committed after that.
 
 export interface CopyTaskDeps {
   db: Db;
@@ -31,8 +34,10 @@ export interface CopyTaskDeps {
   partSize?: number;
   /** Retries of one segment after a transient error, with backoff, before the job attempt fails. */
   segmentRetries?: number;
-  /** Attempts of the jobs this task enqueues for children waiting on a finished copy. */
+  /** Attempts of the jobs this task enqueues (children's copies, the sweep after a failure). */
   maxAttempts?: number;
+  /** How long after a failed or cancelled copy's cleanup a second one runs (sweep.ts; default a minute). */
+  sweepDelayMs?: number;
   logger?: Pick<Logger, 'info' | 'warn'>;
 }
 
@@ -228,25 +233,11 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
 
   /** Removes the manifest and every segment written for this backup. Returns the keys it could not remove. */
   async function removeWritten(backupId: string): Promise<string[]> {
-    const signal = AbortSignal.timeout(CLEANUP_TIMEOUT_MS);
-    const keys: string[] = [];
-    // "<id>" alone, "<id>.<suffix>" (the manifest or plain object) and "<id>_<n>" (segments).
-    for await (const obj of target.list(backupId, signal)) {
-      const rest = obj.key.slice(backupId.length);
-      if (rest === '' || rest.startsWith('.') || obj.key.startsWith(segmentPrefix(backupId))) keys.push(obj.key);
+    const { missed } = await removeBackupObjects(target, backupId, AbortSignal.timeout(CLEANUP_TIMEOUT_MS));
+    for (const { key, error } of missed) {
+      logger?.warn({ backupId, key, err: oneLine(error) }, 'could not remove an object of a failed copy');
     }
-    // Manifests first: deleting one also deletes its segments.
-    keys.sort((a, b) => Number(a.startsWith(segmentPrefix(backupId))) - Number(b.startsWith(segmentPrefix(backupId))));
-    const missed: string[] = [];
-    for (const key of keys) {
-      try {
-        await target.delete(key, signal);
-      } catch (err) {
-        missed.push(key);
-        logger?.warn({ backupId, key, err: oneLine(err) }, 'could not remove an object of a failed copy');
-      }
-    }
-    return missed;
+    return missed.map((m) => m.key);
   }
 
   return {
@@ -261,7 +252,11 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
       }
       await forgetParts(db.kysely, backupId);
       const reason = error instanceof Cancelled ? `copy cancelled: ${oneLine(error)}` : oneLine(error);
-      await transitionBackup(db.kysely, backupId, 'FAILED', { fail_reason: reason, progress_rate: null });
+      await db.kysely.transaction().execute(async (trx) => {
+        await transitionBackup(trx, backupId, 'FAILED', { fail_reason: reason, progress_rate: null });
+        // An upload aborted after its last byte left may still be stored after the cleanup above.
+        await enqueueSweep(trx, backupId, { delayMs: deps.sweepDelayMs, maxAttempts: deps.maxAttempts });
+      });
       await failDescendants(backupId, reason);
       logger?.warn({ backupId, reason }, 'backup copy failed');
     },

@@ -12,8 +12,10 @@ import { Keyring, type Wrapped } from '../../keys/keyring.ts';
 import type { ObjectMetadata, StorageDriver } from '../../storage/driver.ts';
 import { createEncryptStream } from '../../streams/openssl-cipher.ts';
 import { createProgressStream } from '../../streams/progress.ts';
-import { type BackupDatastore, backupObjectKey, envelopeMetadata, PROJECT_META, segmentPrefix } from '../object-names.ts';
+import { removeBackupObjects } from '../backup-objects.ts';
+import { type BackupDatastore, backupObjectKey, envelopeMetadata, PROJECT_META } from '../object-names.ts';
 import { uploadSegments } from '../segmented-upload.ts';
+import { enqueueSweep } from './sweep.ts';
 
 // The 'backup.create' job: streams the instance's backup tool output (gzip) through optional
 // openssl-compatible encryption into storage as segments, then publishes the manifest with
@@ -28,6 +30,10 @@ export interface CreateTaskDeps {
   encrypt: boolean;
   /** Bytes per segment. */
   segmentSize: number;
+  /** Attempts of the sweep enqueued after a failure. */
+  maxAttempts?: number;
+  /** How long after a failed backup's cleanup a second one runs (sweep.ts; default a minute). */
+  sweepDelayMs?: number;
   logger?: Pick<Logger, 'info' | 'warn'>;
 }
 
@@ -119,15 +125,8 @@ export function createBackupTask(deps: CreateTaskDeps): JobHandler<{ backupId: s
 
   /** Removes the manifest and every segment of this backup (from this or an earlier attempt). */
   async function removeWritten(backupId: string): Promise<void> {
-    const signal = AbortSignal.timeout(120_000);
-    const keys: string[] = [];
-    for await (const obj of storage.list(backupId, signal)) {
-      const rest = obj.key.slice(backupId.length);
-      if (rest.startsWith('.') || obj.key.startsWith(segmentPrefix(backupId))) keys.push(obj.key);
-    }
-    // Manifests first: deleting one also deletes its segments.
-    keys.sort((a, b) => Number(a.startsWith(segmentPrefix(backupId))) - Number(b.startsWith(segmentPrefix(backupId))));
-    for (const key of keys) await storage.delete(key, signal);
+    const { missed } = await removeBackupObjects(storage, backupId, AbortSignal.timeout(120_000));
+    if (missed.length > 0) throw missed[0].error;
   }
 
   return {
@@ -138,7 +137,11 @@ export function createBackupTask(deps: CreateTaskDeps): JobHandler<{ backupId: s
         logger?.warn({ backupId, err: oneLine(err) }, 'could not remove the objects of a failed backup'),
       );
       const reason = error instanceof Cancelled ? `backup cancelled: ${oneLine(error)}` : oneLine(error);
-      await transitionBackup(db.kysely, backupId, 'FAILED', { fail_reason: reason, progress_rate: null });
+      await db.kysely.transaction().execute(async (trx) => {
+        await transitionBackup(trx, backupId, 'FAILED', { fail_reason: reason, progress_rate: null });
+        // A segment upload cut off after its last byte left may still be stored after the cleanup.
+        await enqueueSweep(trx, backupId, { delayMs: deps.sweepDelayMs, maxAttempts: deps.maxAttempts });
+      });
       const row = await findBackup(db.kysely, backupId);
       if (row?.instance_id) await transitionInstance(db.kysely, row.instance_id, 'ACTIVE');
       logger?.warn({ backupId, reason }, 'backup failed');
