@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { BIN } from '../../src/instances/binaries.ts';
 import { privateTempDir, removeQuietly, writeSecretFile } from '../../src/instances/process.ts';
@@ -27,7 +28,9 @@ import { restoreAndSnapshot, type ServedApi, snapshot, startServed, swiftStorage
 // Datastore-Version, Lsn; Parent-Location and Parent-Checksum on the incremental). A `tern serve`
 // region2 with that key as encryption.legacyPassphrase copies them by `location` and by
 // `restore_from` and restores every copy with the data of the source at backup time. A backup Trove
-// stored as one plain object (smaller than its segment size) is copied in ranged parts.
+// stored as one plain object (smaller than its segment size) is copied in ranged parts; one stored
+// as a Dynamic Large Object, as older Trove releases wrote them (segments "<object>_%08d" beside a
+// zero-byte manifest with X-Object-Manifest), is copied segment by segment.
 
 const MiB = 1024 * 1024;
 const KEY = `trove-backup-aes-cbc-key-${randomBytes(8).toString('hex')}`;
@@ -82,9 +85,9 @@ async function finished(child: ChildProcess, name: string): Promise<string> {
 async function troveBackup(
   server: ManagedServer,
   container: string,
-  options: { parent?: TroveBackup; slo?: boolean } = {},
+  options: { parent?: TroveBackup; form?: 'slo' | 'dlo' | 'plain' } = {},
 ): Promise<TroveBackup> {
-  const { parent, slo = true } = options;
+  const { parent, form = 'slo' } = options;
   const object = `${randomUUID()}.xbstream.gz.enc`;
   const tmp = await privateTempDir('tern-trove-');
   // A stage that stalls is killed rather than holding the test until its timeout.
@@ -109,18 +112,26 @@ async function troveBackup(
       ['enc', '-aes-256-cbc', '-md', 'sha512', '-pbkdf2', '-iter', '10000', '-salt', '-pass', 'env:TROVE_KEY'],
       { stdio: [gzip.stdout!, 'pipe', 'pipe'], env: { PATH: process.env.PATH, TROVE_KEY: KEY }, signal },
     );
-    const upload = spawn(
-      'swift',
-      ['upload', ...(slo ? ['--use-slo', '--segment-size', String(MiB)] : []), '--object-name', object, container, '-'],
-      { stdio: [openssl.stdout!, 'ignore', 'pipe'], env: { PATH: process.env.PATH, ...SWIFT_ENV }, signal },
-    );
+    // swiftclient streams stdin only as an SLO (or one object); a DLO is written as older Trove did.
+    const segmentArgs = form === 'slo' ? ['--use-slo', '--segment-size', String(MiB)] : [];
+    const upload =
+      form === 'dlo'
+        ? putDloSegments(openssl.stdout!, container, object)
+        : finished(
+            spawn('swift', ['upload', ...segmentArgs, '--object-name', object, container, '-'], {
+              stdio: [openssl.stdout!, 'ignore', 'pipe'],
+              env: { PATH: process.env.PATH, ...SWIFT_ENV },
+              signal,
+            }),
+            'swift upload',
+          );
     // Each stdout now belongs to the next process; the parent's copy would keep 'close' from firing.
-    for (const producer of [mariabackup, gzip, openssl]) producer.stdout!.destroy();
+    for (const producer of form === 'dlo' ? [mariabackup, gzip] : [mariabackup, gzip, openssl]) producer.stdout!.destroy();
     const [log] = await Promise.all([
       finished(mariabackup, 'mariabackup'),
       finished(gzip, 'gzip'),
       finished(openssl, 'openssl'),
-      finished(upload, 'swift upload'),
+      upload,
     ]);
     assert.match(log, /completed OK!/);
     const lsn = /The latest check point \(for incremental\): '(\d+)'/.exec(log)?.[1];
@@ -129,18 +140,27 @@ async function troveBackup(
     // Trove writes its metadata on the manifest once the tool finished (the LSN is known only then).
     const meta = { Datastore: 'mariadb', 'Datastore-Version': '10.11', Lsn: lsn };
     if (parent) Object.assign(meta, { 'Parent-Location': parent.location, 'Parent-Checksum': parent.checksum });
-    const headers = Object.entries(meta).flatMap(([k, v]) => ['-H', `X-Object-Meta-${k}: ${v}`]);
-    await finished(
-      spawn('swift', ['post', ...headers, container, object], { env: { PATH: process.env.PATH, ...SWIFT_ENV } }),
-      'swift post',
-    );
+    if (form === 'dlo') {
+      await putDloManifest(container, object, meta);
+    } else {
+      const headers = Object.entries(meta).flatMap(([k, v]) => ['-H', `X-Object-Meta-${k}: ${v}`]);
+      await finished(
+        spawn('swift', ['post', ...headers, container, object], { env: { PATH: process.env.PATH, ...SWIFT_ENV } }),
+        'swift post',
+      );
+    }
     const driver = new SwiftDriver(swiftConfig(1, container));
     try {
       const head = await driver.head(object);
-      assert.equal(head?.segmented, slo);
+      assert.equal(head?.segmented, form !== 'plain');
       assert.equal(head.metadata.lsn, lsn);
       const segments = await driver.segments(object);
-      if (slo) {
+      if (form === 'dlo') {
+        assert.ok(
+          segments!.length > 1 && segments!.every((s) => s.container === undefined && s.key.startsWith(`${object}_`)),
+          'segments "<object>_%08d" beside the manifest',
+        );
+      } else if (form === 'slo') {
         assert.ok(
           segments!.length > 1 && segments!.every((s) => s.container === `${container}_segments`),
           'segments in <container>_segments',
@@ -157,7 +177,49 @@ async function troveBackup(
   }
 }
 
-describe("Trove's own backups (mariabackup | gzip | openssl, swift upload --use-slo) copied and restored by Tern", {
+/** Older Trove's layout of a large backup: segments "<object>_%08d" of 1 MiB in the same container. */
+async function putDloSegments(body: Readable, container: string, object: string): Promise<void> {
+  const driver = new SwiftDriver(swiftConfig(1, container));
+  try {
+    let n = 0;
+    let pending: Buffer[] = [];
+    let filled = 0;
+    const flush = async () => {
+      n++;
+      await driver.put(`${object}_${String(n).padStart(8, '0')}`, Readable.from([Buffer.concat(pending, filled)]));
+      pending = [];
+      filled = 0;
+    };
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      for (let rest = chunk; rest.length > 0; ) {
+        const piece = rest.subarray(0, MiB - filled);
+        pending.push(piece);
+        filled += piece.length;
+        rest = rest.subarray(piece.length);
+        if (filled === MiB) await flush();
+      }
+    }
+    if (filled > 0) await flush();
+  } finally {
+    await driver.close();
+  }
+}
+
+/** The zero-byte manifest with X-Object-Manifest (and Trove's metadata), written once the tool finished. */
+async function putDloManifest(container: string, object: string, meta: Record<string, string>): Promise<void> {
+  const auth = await fetch(`${swiftProxyUrl(1)}/auth/v1.0`, {
+    headers: { 'x-auth-user': 'test:tester', 'x-auth-key': 'testing' },
+  });
+  const headers: Record<string, string> = {
+    'x-auth-token': auth.headers.get('x-auth-token') ?? '',
+    'x-object-manifest': `${encodeURIComponent(container)}/${encodeURIComponent(`${object}_`)}`,
+  };
+  for (const [k, v] of Object.entries(meta)) headers[`x-object-meta-${k}`] = v;
+  const res = await fetch(`${swiftProxyUrl(1)}/v1/AUTH_test/${container}/${object}`, { method: 'PUT', headers, body: '' });
+  assert.equal(res.status, 201, await res.text());
+}
+
+describe("Trove's own backups (mariabackup | gzip | openssl, swift upload as SLO, DLO or one object) copied and restored by Tern", {
   timeout: 900_000,
 }, () => {
   const run = randomBytes(4).toString('hex');
@@ -172,6 +234,7 @@ describe("Trove's own backups (mariabackup | gzip | openssl, swift upload --use-
   let atFull: string;
   let atInc: string;
   let plain: TroveBackup;
+  let dlo: TroveBackup;
   const copies: string[] = [];
 
   before(async () => {
@@ -213,7 +276,8 @@ describe("Trove's own backups (mariabackup | gzip | openssl, swift upload --use-
     assert.notEqual(atInc, atFull);
     inc = await troveBackup(source, troveContainer, { parent: full });
     // Trove stores a backup smaller than its segment size as one plain object.
-    plain = await troveBackup(source, troveContainer, { slo: false });
+    plain = await troveBackup(source, troveContainer, { form: 'plain' });
+    dlo = await troveBackup(source, troveContainer, { form: 'dlo' });
     assert.ok(plain.size > 2 * PART, `${plain.size} bytes: several copy parts`);
   });
 
@@ -286,10 +350,20 @@ describe("Trove's own backups (mariabackup | gzip | openssl, swift upload --use-
     assert.equal(await restoreAndSnapshot(r2, done.id, PASSWORD, TABLES), atInc);
   });
 
+  it('a Dynamic Large Object (X-Object-Manifest, older Trove) is copied segment by segment and restored', async () => {
+    const res = await r2.call('POST', '/backups', { backup: { name: 'trove-dlo', location: dlo.location } });
+    assert.equal(res.status, 202, res.text);
+    const done = await copied(res.body.backup.id, dlo);
+    assert.ok(done.size_bytes > MiB, 'several segments');
+    assert.equal(await restoreAndSnapshot(r2, done.id, PASSWORD, TABLES), atInc);
+  });
+
   it("deleting the copies empties region2's container; Trove's objects stay Trove's", async () => {
     for (const id of copies.splice(0).reverse()) await r2.remove(`/backups/${id}`);
     assert.deepEqual(await emptiedContainer(2, c2), []);
     const trove = await containerKeys(1, troveContainer);
-    assert.equal(trove.length, 3, 'a copy never touches its source');
+    const isDloSegment = (k: string) => k.startsWith(`${dlo.location.slice(dlo.location.lastIndexOf('/') + 1)}_`);
+    assert.equal(trove.filter((k) => !isDloSegment(k)).length, 4, 'a copy never touches its source');
+    assert.ok(trove.some(isDloSegment), "the DLO's segments are still there");
   });
 });

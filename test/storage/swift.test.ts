@@ -245,6 +245,32 @@ describe('SwiftDriver on real Swift', () => {
     for (const seg of segments) assert.equal(await driver.headSegment(seg), null);
   });
 
+  it('reads a Dynamic Large Object (X-Object-Manifest): its segments in name order, checked like an SLO', async () => {
+    const name = newContainer();
+    const driver = driverFor(swiftConfig(1, name));
+    const parts = [randomBytes(200 * 1024), randomBytes(200 * 1024), randomBytes(7)];
+    // Written out of order: a DLO joins by name, not by upload time.
+    for (const i of [2, 0, 1]) await driver.put(`old.xbstream.gz.enc_${String(i + 1).padStart(8, '0')}`, chunked(parts[i]));
+    const { token, storageUrl } = await tempAuth(1);
+    const putManifest = (key: string, manifest: string) =>
+      fetch(`${storageUrl}/${name}/${key}`, {
+        method: 'PUT',
+        headers: { 'x-auth-token': token, 'x-object-manifest': manifest },
+        body: '',
+      });
+    assert.equal((await putManifest('old.xbstream.gz.enc', `${name}/old.xbstream.gz.enc_`)).status, 201);
+    const head = await driver.head('old.xbstream.gz.enc');
+    assert.equal(head?.segmented, true);
+    assert.equal(head?.size, 200 * 1024 * 2 + 7);
+    assert.equal(head?.etag, manifestEtag(parts.map(md5)), "Swift's DLO ETag is the MD5 of the segment MD5s");
+    const segments = await driver.segments('old.xbstream.gz.enc');
+    assert.deepEqual(
+      segments,
+      parts.map((p, i) => ({ key: `old.xbstream.gz.enc_${String(i + 1).padStart(8, '0')}`, size: p.length, etag: md5(p) })),
+    );
+    assert.ok((await readAll(driver, 'old.xbstream.gz.enc')).equals(Buffer.concat(parts)));
+  });
+
   it('reports a failing source stream as its own error and stores nothing', async () => {
     const driver = driverFor(swiftConfig(1, newContainer()));
     const boom = new Error('backup tool exited with 2');

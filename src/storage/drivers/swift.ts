@@ -261,17 +261,24 @@ export class SwiftDriver implements StorageDriver {
   async *list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo> {
     if (prefix !== '') assertSafeKey(prefix);
     await this.ready(signal);
-    const what = `list ${this.endpoint}${encodePath(prefix)}`;
+    for await (const entry of this.listIn(this.container, prefix, `list ${this.endpoint}${encodePath(prefix)}`, signal)) {
+      yield listingInfo(entry);
+    }
+  }
+
+  /** The container's listing entries whose names start with prefix, in name order, page by page. */
+  private async *listIn(container: string, prefix: string, what: string, signal?: AbortSignal): AsyncIterable<SwiftListing> {
     let marker = '';
     for (;;) {
       const query = `?format=json&limit=${PAGE}&prefix=${encodeURIComponent(prefix)}&marker=${encodeURIComponent(marker)}`;
-      const res = await this.client.send({ what, method: 'GET', path: this.containerPath() + query, replayable: true, signal });
+      const path = `/${encodeURIComponent(container)}${query}`;
+      const res = await this.client.send({ what, method: 'GET', path, replayable: true, signal });
       if (res.statusCode === 404) return drain(res);
       if (res.statusCode === 204) return drain(res);
       if (res.statusCode !== 200) throw await unexpected(res, what);
       const page = (await readJson(res, MAX_LISTING_BODY, what)) as SwiftListing[];
       if (!Array.isArray(page)) throw new StorageUnavailable(`${what}: listing is not a JSON array`);
-      for (const entry of page) yield listingInfo(entry);
+      yield* page;
       if (page.length < PAGE) return;
       marker = page[page.length - 1].name;
     }
@@ -287,11 +294,45 @@ export class SwiftDriver implements StorageDriver {
     }
     if (res.statusCode !== 200) throw await unexpected(res, what);
     if (header(res, 'x-static-large-object')?.toLowerCase() !== 'true') {
-      // A plain object answers with its bytes: do not read them.
+      // A plain object answers with its bytes: do not read them (nor hear of their abort).
+      res.body.on('error', () => {});
       res.body.destroy();
-      return null;
+      const dlo = header(res, 'x-object-manifest');
+      return dlo === undefined ? null : this.dloSegments(dlo, what, signal);
     }
     return parseSloManifest(await readJson(res, MAX_MANIFEST_BODY, what), this.container, what);
+  }
+
+  /**
+   * A Dynamic Large Object (X-Object-Manifest: "<container>/<prefix>", what swiftclient and older
+   * Trove releases write without --use-slo) joins every object under the prefix, in name order, as
+   * the listing shows them now. Its ETag is the MD5 of their ETags, as for an SLO.
+   */
+  private async dloSegments(manifest: string, what: string, signal?: AbortSignal): Promise<SegmentInfo[]> {
+    const slash = manifest.indexOf('/');
+    let container: string;
+    let prefix: string;
+    try {
+      container = decodeURIComponent(manifest.slice(0, slash));
+      prefix = decodeURIComponent(manifest.slice(slash + 1));
+    } catch {
+      throw new BadRequest(`${what}: X-Object-Manifest ${JSON.stringify(manifest.slice(0, 200))} is not valid`);
+    }
+    if (slash < 1 || !isPlainContainer(container) || prefix === '') {
+      throw new BadRequest(`${what}: X-Object-Manifest ${JSON.stringify(manifest.slice(0, 200))} is not "<container>/<prefix>"`);
+    }
+    assertSafeKey(prefix);
+    const segments: SegmentInfo[] = [];
+    for await (const entry of this.listIn(container, prefix, `${what} (dynamic manifest ${manifest})`, signal)) {
+      assertSafeKey(entry.name);
+      segments.push({
+        key: entry.name,
+        size: entry.bytes,
+        etag: unquote(entry.hash),
+        ...(container === this.container ? {} : { container }),
+      });
+    }
+    return segments;
   }
 
   async putManifest(

@@ -70,7 +70,8 @@ export function objectInfo(key: string, res: Response): ObjectInfo {
     size: Number(header(res, 'content-length') ?? 0),
     etag: unquote(header(res, 'etag')),
     metadata,
-    segmented: header(res, 'x-static-large-object')?.toLowerCase() === 'true',
+    // A Static or a Dynamic Large Object (X-Object-Manifest, see SwiftDriver.segments).
+    segmented: header(res, 'x-static-large-object')?.toLowerCase() === 'true' || header(res, 'x-object-manifest') !== undefined,
     lastModified: modified ? new Date(modified) : undefined,
   };
 }
