@@ -10,7 +10,8 @@ import type { ObjectMetadata, PutOptions, PutResult } from '../driver.ts';
 // Size known (options.size, as every copy and verified upload passes it): nothing is buffered.
 // Each part (or the single PutObject when the object fits in one part) is a sub-stream of exactly
 // its length, sent as it arrives; its MD5 is computed on the way and compared with the ETag S3
-// returns (S3 and Swift's s3api give a part's or plain object's MD5 as its ETag).
+// returns (S3 and Swift's s3api give a part's or plain object's MD5 as its ETag). A single
+// PutObject of a caller's known MD5 goes with Content-MD5 instead, which S3 checks itself.
 // The last byte of the object is held back until the body has ended, so a body longer than
 // announced fails before S3 could complete (and publish) anything.
 // Size unknown: each part is collected into one Buffer, because S3 needs a Content-Length before
@@ -54,7 +55,11 @@ export async function putObject(ops: UploadOps, key: string, body: Readable, put
   else putOptions.signal?.addEventListener('abort', forward, { once: true });
   const signal = controller.signal;
   const options = { ...putOptions, signal };
-  const whole = createHash('md5');
+  // One PutObject with Content-MD5 is checked by S3 itself (BadDigest otherwise): hashing every
+  // byte here too would only double the CPU. Parts are hashed, since S3 checks no whole object.
+  const expected = options.md5?.toLowerCase();
+  const checkedByS3 = expected !== undefined && options.size !== undefined && options.size <= ops.partSize;
+  const whole = checkedByS3 ? null : createHash('md5');
   let size = 0;
   let uploadId: string | null = null;
   const parts: Part[] = [];
@@ -66,7 +71,7 @@ export async function putObject(ops: UploadOps, key: string, body: Readable, put
     if (options.md5 !== undefined && md5 !== options.md5.toLowerCase()) throw mismatch('md5', md5, options.md5);
   };
   const count = (chunk: Buffer) => {
-    whole.update(chunk);
+    whole?.update(chunk);
     size += chunk.length;
     if (options.size !== undefined && size > options.size)
       throw mismatch('size', `more than ${size - chunk.length}`, options.size);
@@ -75,8 +80,8 @@ export async function putObject(ops: UploadOps, key: string, body: Readable, put
   const onPart = async (data: Readable | Buffer, length: number, last: boolean) => {
     if (last && uploadId === null) {
       // The whole object in one request: S3 checks Content-MD5 when we know the MD5 up front.
-      const etag = await ops.putSingle(key, data, length, options.md5?.toLowerCase(), options);
-      const md5 = whole.digest('hex');
+      const etag = await ops.putSingle(key, data, length, expected, options);
+      const md5 = whole?.digest('hex') ?? (expected as string);
       if (etag !== md5) {
         await ops.deleteOne(key).catch(() => {});
         throw mismatch('stored md5', etag, md5);
@@ -88,6 +93,8 @@ export async function putObject(ops: UploadOps, key: string, body: Readable, put
     uploadId ??= await ops.createUpload(key, { metadata: options.metadata, md5: options.md5, signal });
     parts.push(await ops.uploadPart(key, uploadId, parts.length + 1, data, length, signal));
     if (!last) return;
+    // Only a body longer than announced gets here unhashed, and count() has failed it already.
+    if (whole === null) throw mismatch('size', `more than ${options.size}`, options.size ?? 0);
     const md5 = whole.digest('hex');
     check(md5);
     await ops.completeUpload(key, uploadId, parts, signal);
