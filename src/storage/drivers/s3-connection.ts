@@ -35,7 +35,10 @@ export interface S3DriverConfig {
   accessKeyId: string;
   secretAccessKey: string;
   forcePathStyle: boolean;
-  /** Bytes per multipart part, and the most a put buffers (S3 minimum 5 MiB). */
+  /**
+   * Bytes per multipart part (S3 minimum 5 MiB): the most a put of unknown size buffers, and the
+   * part size of a known-size put beyond S3's 5 GiB single PutObject.
+   */
   partSize: number;
   /** Tuning knobs; the defaults suit production. */
   connectTimeoutMs?: number;

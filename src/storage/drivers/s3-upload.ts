@@ -4,14 +4,15 @@ import { PassThrough, type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { IntegrityError } from '../../errors.ts';
 import type { ObjectMetadata, PutOptions, PutResult } from '../driver.ts';
+import { MAX_PUT } from './s3-support.ts';
 
 // How S3Driver.put turns a byte stream into an object, holding as little as possible in memory.
 //
 // Size known (options.size, as every copy and verified upload passes it): nothing is buffered.
-// Each part (or the single PutObject when the object fits in one part) is a sub-stream of exactly
-// its length, sent as it arrives; its MD5 is computed on the way and compared with the ETag S3
-// returns (S3 and Swift's s3api give a part's or plain object's MD5 as its ETag). A single
-// PutObject of a caller's known MD5 goes with Content-MD5 instead, which S3 checks itself.
+// Up to S3's 5 GiB the object is one PutObject, beyond that parts of partSize; each is a
+// sub-stream of exactly its length, sent as it arrives. Its MD5 is computed on the way and
+// compared with the ETag S3 returns (S3 and Swift's s3api give a part's or plain object's MD5 as
+// its ETag); a PutObject of a caller's known MD5 goes with Content-MD5, which S3 checks itself.
 // The last byte of the object is held back until the body has ended, so a body longer than
 // announced fails before S3 could complete (and publish) anything.
 // Size unknown: each part is collected into one Buffer, because S3 needs a Content-Length before
@@ -55,10 +56,13 @@ export async function putObject(ops: UploadOps, key: string, body: Readable, put
   else putOptions.signal?.addEventListener('abort', forward, { once: true });
   const signal = controller.signal;
   const options = { ...putOptions, signal };
-  // One PutObject with Content-MD5 is checked by S3 itself (BadDigest otherwise): hashing every
-  // byte here too would only double the CPU. Parts are hashed, since S3 checks no whole object.
+  // With the size known nothing is buffered, so an object S3 takes in one PutObject (up to 5 GiB)
+  // goes up in one request: fewer round trips, and an ETag that is the MD5 of the bytes.
+  const single = options.size !== undefined && options.size <= MAX_PUT;
+  // A PutObject with Content-MD5 is checked by S3 itself (BadDigest otherwise): hashing every byte
+  // here too would only double the CPU. Parts are hashed, since S3 checks no whole object.
   const expected = options.md5?.toLowerCase();
-  const checkedByS3 = expected !== undefined && options.size !== undefined && options.size <= ops.partSize;
+  const checkedByS3 = expected !== undefined && single;
   const whole = checkedByS3 ? null : createHash('md5');
   let size = 0;
   let uploadId: string | null = null;
@@ -105,7 +109,7 @@ export async function putObject(ops: UploadOps, key: string, body: Readable, put
 
   const sink =
     options.size !== undefined
-      ? new StreamedParts(options.size, ops.partSize, count, onPart)
+      ? new StreamedParts(options.size, single ? Math.max(1, options.size) : ops.partSize, count, onPart)
       : new BufferedParts(ops.partSize, count, onPart);
   try {
     await pipeline(body, sink, { signal });

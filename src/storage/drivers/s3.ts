@@ -42,9 +42,9 @@ import { putObject, type UploadOps } from './s3-upload.ts';
 // segments in order, delete() removes them, and the checksum is manifestEtag(segment etags).
 // Plain S3 clients see the manifest as JSON, not as the joined bytes; only Tern reads it.
 //
-// Plain objects (s3-upload.ts): streamed part by part when the size is known, at most one part
-// collected when it is not. A body that fits in one part is one PutObject; a longer one becomes a
-// low-level multipart upload, checked against options.md5/size before CompleteMultipartUpload and
+// Plain objects (s3-upload.ts): streamed as one PutObject when the size is known (up to 5 GiB,
+// part by part beyond), at most one part collected when it is not. A body of unknown size that fits
+// in one part is one PutObject; a longer one becomes a low-level multipart upload, checked against options.md5/size before CompleteMultipartUpload and
 // aborted on any failure, so nothing partial is ever visible.
 // When the MD5 was not known up front, a server-side copy of the object onto itself records it
 // in x-amz-meta-tern-md5, because a multipart ETag is not the MD5 of the bytes.
