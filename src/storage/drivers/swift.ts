@@ -1,6 +1,7 @@
 import { pipeline, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { BadRequest, ConfigError, IntegrityError, ObjectNotFound, StorageAuthFailed, StorageUnavailable } from '../../errors.ts';
+import { createDigestStream } from '../../streams/hash.ts';
 import { manifestEtag } from '../../streams/swift-etag.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
 import { assertSafeKey } from '../keys.ts';
@@ -180,7 +181,8 @@ export class SwiftDriver implements StorageDriver {
     // hashing them here too would only double the CPU per byte; without one, we hash to check
     // what Swift says it stored.
     const expected = md5?.toLowerCase();
-    const meter = new Meter(what, size, { md5: expected === undefined });
+    const meter = new Meter(what, size);
+    const digest = expected === undefined ? createDigestStream() : null;
     // The caller's stream failing (e.g. the backup tool died) or a wrong size is reported as it is.
     let inputError: unknown;
     const onInputError = (e: unknown) => {
@@ -188,8 +190,10 @@ export class SwiftDriver implements StorageDriver {
     };
     body.once('error', onInputError);
     meter.once('error', onInputError);
-    // The last stream goes to undici; a failure anywhere destroys both.
-    pipeline(body, meter, () => undefined);
+    // The last stream goes to undici; a failure anywhere destroys them all.
+    const outgoing = digest ?? meter;
+    if (digest) pipeline(body, meter, digest, () => undefined);
+    else pipeline(body, meter, () => undefined);
     let res: Response;
     try {
       res = await this.client.send({
@@ -197,12 +201,12 @@ export class SwiftDriver implements StorageDriver {
         method: 'PUT',
         path: this.objectPath(key),
         headers,
-        body: meter,
+        body: outgoing,
         replayable: false,
         signal,
       });
     } catch (err) {
-      meter.destroy();
+      outgoing.destroy();
       if (signal?.aborted) throw signal.reason;
       // A socket error on the PUT also destroys the input through the pipeline; only an error the
       // input raised itself is the caller's to see as it is.
@@ -221,14 +225,14 @@ export class SwiftDriver implements StorageDriver {
     if (res.statusCode === 413 || res.statusCode === 507) throw await fullOrTooLarge(res, what);
     if (res.statusCode !== 201) throw await unexpected(res, what);
     await drain(res);
-    if (!meter.readableEnded) await finished(meter, { readable: false }).catch(() => undefined);
+    if (!outgoing.readableEnded) await finished(outgoing, { readable: false }).catch(() => undefined);
     const etag = unquote(header(res, 'etag'));
-    const sent = expected ?? meter.md5();
-    if (etag !== sent) {
+    const md5Sent = expected ?? digest?.md5();
+    if (etag !== md5Sent) {
       // Bytes changed between us and Swift's disk, or a Swift-like store ignored the ETag: do not
       // leave them behind.
       await this.delete(key, signal).catch(() => undefined);
-      throw new IntegrityError(`${what}: Swift stored MD5 ${etag || '(none)'} but ${sent ?? '(unknown)'} was sent`);
+      throw new IntegrityError(`${what}: Swift stored MD5 ${etag || '(none)'} but ${md5Sent} was sent`);
     }
     return { etag, size: meter.bytes };
   }

@@ -1,4 +1,3 @@
-import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
@@ -97,20 +96,11 @@ export class Meter extends Transform {
   bytes = 0;
   private readonly expected: number | undefined;
   private readonly what: string;
-  private readonly hash: Hash | null;
-  private digest: string | null = null;
 
-  /** With { md5: true } it also digests the bytes (one pass-through instead of two). */
-  constructor(what: string, expected?: number, options: { md5?: boolean } = {}) {
+  constructor(what: string, expected?: number) {
     super();
     this.what = what;
     this.expected = expected;
-    this.hash = options.md5 ? createHash('md5') : null;
-  }
-
-  /** MD5 hex of the bytes that went through; null before the end or when not asked for. */
-  md5(): string | null {
-    return this.digest;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -119,7 +109,6 @@ export class Meter extends Transform {
       callback(new IntegrityError(`${this.what}: expected ${this.expected} bytes, got more`));
       return;
     }
-    this.hash?.update(chunk);
     callback(null, chunk);
   }
 
@@ -128,7 +117,6 @@ export class Meter extends Transform {
       callback(new IntegrityError(`${this.what}: expected ${this.expected} bytes, got ${this.bytes}`));
       return;
     }
-    this.digest = this.hash?.digest('hex') ?? null;
     callback();
   }
 }
