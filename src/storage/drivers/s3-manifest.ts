@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { GetObjectCommandOutput } from '@aws-sdk/client-s3';
 import { IntegrityError } from '../../errors.ts';
 import type { ByteRange, SegmentInfo } from '../driver.ts';
-import { checkedBytes, lower, MAX_MANIFEST_BYTES, MD5, MD5_HEX, s3Error, unquote } from './s3-support.ts';
+import { checkedBody, lower, MAX_MANIFEST_BYTES, MD5, MD5_HEX, s3Error, unquote } from './s3-support.ts';
 
 // Reading the S3 driver's manifests: a small JSON object listing the segments of a large object
 // (see s3.ts for why it is not an S3 multipart object), and streaming the joined segment bytes.
@@ -64,6 +64,6 @@ export async function* segmentBytes(
       (res.Body as Readable).destroy();
       throw new IntegrityError(`${what}: segment changed since the manifest was written`);
     }
-    yield* checkedBytes(res.Body as Readable, to - from + 1, what, ops.bucket, signal);
+    yield* checkedBody(res.Body as Readable, to - from + 1, what, ops.bucket, signal);
   }
 }

@@ -11,6 +11,7 @@ import {
   StorageUnavailable,
   TernError,
 } from '../../errors.ts';
+import { guardBody } from '../../streams/length-guard.ts';
 import type { ObjectInfo, ObjectMetadata } from '../driver.ts';
 
 // Pieces of the S3 driver that hold no driver state: the client settings, our metadata names, the
@@ -109,29 +110,15 @@ export function s3Error(err: unknown, what: string, bucket: string, signal?: Abo
   return err;
 }
 
-/** Passes a response body on, turning resets into StorageUnavailable and catching short bodies. */
-export async function* checkedBytes(
+/** A response body passed on as a stream that turns resets into Tern errors and fails when short. */
+export function checkedBody(
   body: Readable,
   expected: number | undefined,
   what: string,
   bucket: string,
   signal?: AbortSignal,
-): AsyncGenerator<Buffer> {
-  let received = 0;
-  try {
-    for await (const chunk of body) {
-      signal?.throwIfAborted();
-      received += chunk.length;
-      yield chunk;
-    }
-  } catch (err) {
-    throw s3Error(err, what, bucket, signal);
-  } finally {
-    body.destroy();
-  }
-  if (expected !== undefined && received !== expected) {
-    throw new StorageUnavailable(`${what}: connection ended after ${received} of ${expected} bytes`);
-  }
+): Readable {
+  return guardBody(body, expected, what, (err) => s3Error(err, what, bucket, signal) as Error, signal);
 }
 
 export function infoOf(

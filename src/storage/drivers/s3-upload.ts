@@ -64,6 +64,8 @@ export async function putObject(ops: UploadOps, key: string, body: Readable, put
   const expected = options.md5?.toLowerCase();
   const checkedByS3 = expected !== undefined && single;
   const whole = checkedByS3 ? null : createHash('md5');
+  // Unhashed only when S3 checks the caller's MD5, which is then the MD5 of the body.
+  const bodyMd5 = () => whole?.digest('hex') ?? (expected as string);
   let size = 0;
   let uploadId: string | null = null;
   const parts: Part[] = [];
@@ -72,7 +74,7 @@ export async function putObject(ops: UploadOps, key: string, body: Readable, put
     new IntegrityError(`put ${ops.where(key)}: ${field} mismatch: got ${got}, expected ${want}`);
   const check = (md5: string) => {
     if (options.size !== undefined && size !== options.size) throw mismatch('size', size, options.size);
-    if (options.md5 !== undefined && md5 !== options.md5.toLowerCase()) throw mismatch('md5', md5, options.md5);
+    if (expected !== undefined && md5 !== expected) throw mismatch('md5', md5, expected);
   };
   const count = (chunk: Buffer) => {
     whole?.update(chunk);
@@ -85,7 +87,7 @@ export async function putObject(ops: UploadOps, key: string, body: Readable, put
     if (last && uploadId === null) {
       // The whole object in one request: S3 checks Content-MD5 when we know the MD5 up front.
       const etag = await ops.putSingle(key, data, length, expected, options);
-      const md5 = whole?.digest('hex') ?? (expected as string);
+      const md5 = bodyMd5();
       if (etag !== md5) {
         await ops.deleteOne(key).catch(() => {});
         throw mismatch('stored md5', etag, md5);
@@ -97,9 +99,7 @@ export async function putObject(ops: UploadOps, key: string, body: Readable, put
     uploadId ??= await ops.createUpload(key, { metadata: options.metadata, md5: options.md5, signal });
     parts.push(await ops.uploadPart(key, uploadId, parts.length + 1, data, length, signal));
     if (!last) return;
-    // Only a body longer than announced gets here unhashed, and count() has failed it already.
-    if (whole === null) throw mismatch('size', `more than ${options.size}`, options.size ?? 0);
-    const md5 = whole.digest('hex');
+    const md5 = bodyMd5();
     check(md5);
     await ops.completeUpload(key, uploadId, parts, signal);
     uploadId = null;

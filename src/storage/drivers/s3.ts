@@ -8,13 +8,13 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
 import { BadRequest, IntegrityError, ObjectNotFound, OverLimit } from '../../errors.ts';
-import { guardBody } from '../../streams/length-guard.ts';
 import { manifestEtag } from '../../streams/swift-etag.ts';
 import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
 import { assertSafeKey, ownSegmentKey } from '../keys.ts';
 import { S3Connection, type S3DriverConfig } from './s3-connection.ts';
 import { type ManifestOps, readManifest, segmentBytes } from './s3-manifest.ts';
 import {
+  checkedBody,
   infoOf,
   lower,
   MANIFEST,
@@ -43,9 +43,10 @@ import { putObject, type UploadOps } from './s3-upload.ts';
 // Plain S3 clients see the manifest as JSON, not as the joined bytes; only Tern reads it.
 //
 // Plain objects (s3-upload.ts): streamed as one PutObject when the size is known (up to 5 GiB,
-// part by part beyond), at most one part collected when it is not. A body of unknown size that fits
-// in one part is one PutObject; a longer one becomes a low-level multipart upload, checked against options.md5/size before CompleteMultipartUpload and
-// aborted on any failure, so nothing partial is ever visible.
+// part by part beyond), at most one part collected when it is not. A body of unknown size that
+// fits in one part is one PutObject; a longer one becomes a low-level multipart upload, checked
+// against options.md5/size before CompleteMultipartUpload and aborted on any failure, so nothing
+// partial is ever visible.
 // When the MD5 was not known up front, a server-side copy of the object onto itself records it
 // in x-amz-meta-tern-md5, because a multipart ETag is not the MD5 of the bytes.
 // createUpload/uploadPart/completeUpload/abortUpload are public so a resumable copy can drive
@@ -97,8 +98,7 @@ export class S3Driver extends S3Connection implements StorageDriver {
       (res.Body as Readable).destroy();
       return this.manifestStream(key, Number(lower(res.Metadata)[TOTAL_SIZE]), undefined, signal);
     }
-    const bucket = this.config.bucket;
-    return guardBody(res.Body as Readable, res.ContentLength, what, (err) => s3Error(err, what, bucket, signal) as Error, signal);
+    return checkedBody(res.Body as Readable, res.ContentLength, what, this.config.bucket, signal);
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { BadRequest, StorageUnavailable } from '../../../errors.ts';
+import { BadRequest } from '../../../errors.ts';
 import { guardBody } from '../../../streams/length-guard.ts';
 import type { ObjectInfo, ObjectMetadata } from '../../driver.ts';
 import { assertSafeKey } from '../../keys.ts';
