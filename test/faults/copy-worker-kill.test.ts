@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import { FsDriver } from '../../src/storage/drivers/fs.ts';
 import { type ServedRegion, serveRegion } from '../helpers/serve.ts';
-import { reportFault } from './helpers.ts';
+import { regionApi, reportFault } from './helpers.ts';
 
 // kill -9 of the region that runs a copy, at random points of the transfer, then a restart: the
 // copy must end COMPLETED with the source's bytes, re-send at most the segments (or, for a single
@@ -58,14 +58,7 @@ describe('fault: the copying worker is killed (-9) and restarted', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${region2!.url}/v1.0/p1${path}`, {
-      method,
-      headers: { 'x-auth-token': token, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    return { status: res.status, body: (await res.json().catch(() => null)) as any };
-  };
+  const api = regionApi(() => region2!.url, token);
 
   /**
    * Kills region2 (-9) twice at random points of the copy and restarts it each time; then waits for

@@ -27,6 +27,21 @@ export function reportFault(t: TestContext, o: FaultOutcome, detail?: string): v
   if (detail) t.diagnostic(detail);
 }
 
+/**
+ * Calls a region's Trove API as project p1 with `token`; `baseUrl` is asked on every call, since
+ * the fault tests restart the region on new ports. Answers status and parsed body (null if none).
+ */
+export function regionApi(baseUrl: () => string, token: string) {
+  return async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> => {
+    const res = await fetch(`${baseUrl()}/v1.0/p1${path}`, {
+      method,
+      headers: { 'x-auth-token': token, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    return { status: res.status, body: await res.json().catch(() => null) };
+  };
+}
+
 /** Every file under a folder, as paths relative to it (temp files included, which a driver's list hides). */
 export function filesUnder(dir: string): string[] {
   try {

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FsDriver } from '../../src/storage/drivers/fs.ts';
 import { ensureDatastorePackages, mariadbSql, pgQuery } from '../datastores/helpers.ts';
 import { type ServedRegion, serveRegion } from '../helpers/serve.ts';
-import { filesUnder, killAndWait, orphanKeys, pidsMentioning, reportFault, storedBytesMatch } from './helpers.ts';
+import { filesUnder, killAndWait, orphanKeys, pidsMentioning, regionApi, reportFault, storedBytesMatch } from './helpers.ts';
 
 // kill -9 of a real `tern serve` process at a random point of (a) a backup of an instance (MariaDB,
 // then PostgreSQL) and (b) a restore into a new instance, then a restart. The backup must end COMPLETED with bytes
@@ -93,14 +93,7 @@ for (const ds of DATASTORES) {
     const start = async () => {
       region = await serveRegion(regionDir, config, { env: { TMPDIR: privateTmp }, captureStdout: true });
     };
-    const api = async (method: string, path: string, body?: unknown) => {
-      const res = await fetch(`${region!.url}/v1.0/p1${path}`, {
-        method,
-        headers: { 'x-auth-token': token, ...(body ? { 'content-type': 'application/json' } : {}) },
-        body: body ? JSON.stringify(body) : undefined,
-      });
-      return { status: res.status, body: (await res.json().catch(() => null)) as any };
-    };
+    const api = regionApi(() => region!.url, token);
     const until = async (path: string, key: 'backup' | 'instance', done: string[], timeoutMs = 120_000) => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
