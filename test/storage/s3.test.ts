@@ -233,6 +233,21 @@ describe('S3Driver against Swift s3api', () => {
     assert.equal(again.etag, sum);
   });
 
+  test('a known-size body larger than one part goes up as one PutObject: its S3 ETag is its MD5', async () => {
+    const data = randomBytes(12 * MiB + 12345);
+    const sum = md5(data);
+    assert.deepEqual(await driver.put('big-known', chunked(data), { md5: sum, size: data.length }), {
+      etag: sum,
+      size: data.length,
+    });
+    assert.deepEqual(await driver.put('big-known-2', chunked(data), { size: data.length }), { etag: sum, size: data.length });
+    for (const key of ['big-known', 'big-known-2']) {
+      const behind = await raw.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      assert.equal(behind.ETag?.replaceAll('"', ''), sum, 'no multipart "-<parts>" ETag');
+      assert.equal(md5(await readAll(await driver.get(key))), sum);
+    }
+  });
+
   test('an md5 mismatch on a multipart put aborts it: no object, no pending upload', async () => {
     const data = randomBytes(11 * MiB);
     const err = await driver.put('big-bad', chunked(data), { md5: md5(Buffer.from('other')) }).catch((e) => e);
