@@ -18,6 +18,7 @@ import {
   ensureSwiftRegions,
   swiftConfig,
   swiftProxyUrl,
+  tempAuth,
 } from '../helpers/swift.ts';
 import { restoreAndSnapshot, type ServedApi, snapshot, startServed, swiftStorage } from './served.ts';
 
@@ -207,15 +208,13 @@ async function putDloSegments(body: Readable, container: string, object: string)
 
 /** The zero-byte manifest with X-Object-Manifest (and Trove's metadata), written once the tool finished. */
 async function putDloManifest(container: string, object: string, meta: Record<string, string>): Promise<void> {
-  const auth = await fetch(`${swiftProxyUrl(1)}/auth/v1.0`, {
-    headers: { 'x-auth-user': 'test:tester', 'x-auth-key': 'testing' },
-  });
+  const { token, storageUrl } = await tempAuth(1);
   const headers: Record<string, string> = {
-    'x-auth-token': auth.headers.get('x-auth-token') ?? '',
+    'x-auth-token': token,
     'x-object-manifest': `${encodeURIComponent(container)}/${encodeURIComponent(`${object}_`)}`,
   };
   for (const [k, v] of Object.entries(meta)) headers[`x-object-meta-${k}`] = v;
-  const res = await fetch(`${swiftProxyUrl(1)}/v1/AUTH_test/${container}/${object}`, { method: 'PUT', headers, body: '' });
+  const res = await fetch(`${storageUrl}/${container}/${object}`, { method: 'PUT', headers, body: '' });
   assert.equal(res.status, 201, await res.text());
 }
 

@@ -110,16 +110,24 @@ export async function emptiedContainer(region: 1 | 2, container: string, timeout
   }
 }
 
+/** A TempAuth token and storage URL of a region's test account, fetched without the driver. */
+export async function tempAuth(region: 1 | 2): Promise<{ token: string; storageUrl: string }> {
+  const res = await fetch(`${swiftProxyUrl(region)}/auth/v1.0`, {
+    headers: { 'x-auth-user': 'test:tester', 'x-auth-key': 'testing' },
+  });
+  const token = res.headers.get('x-auth-token');
+  const storageUrl = res.headers.get('x-storage-url');
+  if (res.status !== 200 || !token || !storageUrl) throw new Error(`TempAuth of region${region} answered ${res.status}`);
+  return { token, storageUrl };
+}
+
 /** Deletes every object of a container (manifests with their segments) and then the container. */
 export async function dropContainer(region: 1 | 2, container: string): Promise<void> {
   const driver = new SwiftDriver(swiftConfig(region, container));
   try {
     for (const key of await containerKeys(region, container)) await driver.delete(key);
-    const auth = await fetch(`${swiftProxyUrl(region)}/auth/v1.0`, {
-      headers: { 'x-auth-user': 'test:tester', 'x-auth-key': 'testing' },
-    });
-    const url = `${auth.headers.get('x-storage-url')}/${encodeURIComponent(container)}`;
-    await fetch(url, { method: 'DELETE', headers: { 'x-auth-token': auth.headers.get('x-auth-token')! } });
+    const { token, storageUrl } = await tempAuth(region);
+    await fetch(`${storageUrl}/${encodeURIComponent(container)}`, { method: 'DELETE', headers: { 'x-auth-token': token } });
   } finally {
     await driver.close();
   }

@@ -21,6 +21,7 @@ import {
   keystoneConfig,
   swiftConfig,
   swiftProxyUrl,
+  tempAuth,
 } from '../helpers/swift.ts';
 import { chunked, md5, readAll, storageContract } from './contract.ts';
 
@@ -50,15 +51,6 @@ async function proxied(overrides: Partial<SwiftDriverConfig> = {}): Promise<{ dr
   proxies.push(proxy);
   const driver = driverFor({ ...swiftConfig(1, newContainer()), authUrl: `${proxy.url}/auth/v1.0`, ...overrides });
   return { driver, proxy };
-}
-
-/** A TempAuth token and storage URL, fetched without the driver. */
-async function tempAuth(region: 1 | 2): Promise<{ token: string; storageUrl: string }> {
-  const res = await fetch(`${swiftProxyUrl(region)}/auth/v1.0`, {
-    headers: { 'x-storage-user': 'test:tester', 'x-storage-pass': 'testing' },
-  });
-  assert.equal(res.status, 200);
-  return { token: res.headers.get('x-auth-token')!, storageUrl: res.headers.get('x-storage-url')! };
 }
 
 before(() => ensureSwiftRegions());
