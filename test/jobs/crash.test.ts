@@ -15,7 +15,8 @@ const LEASE_MS = 500;
 
 function logLines(dir: string): string[] {
   const file = join(dir, 'log');
-  return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n') : [];
+  // appendFileSync creates the file before it writes: a read in between sees it empty.
+  return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
 }
 
 for (const name of ['sqlite', 'postgres'] as const) {
