@@ -159,8 +159,12 @@ export function ternEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv
   return out;
 }
 
-/** The Node flags bin/tern runs Tern with, so a measured child runs as production does. */
+/**
+ * The Node flags bin/tern runs Tern with, so a measured child runs as production does;
+ * BENCH_NODE_FLAGS replaces them to compare settings.
+ */
 export function ternNodeFlags(): string {
+  if (process.env.BENCH_NODE_FLAGS !== undefined) return process.env.BENCH_NODE_FLAGS;
   const match = /^node_flags=\(([^)]*)\)/m.exec(readFileSync(resolve(ROOT, 'bin/tern'), 'utf8'));
   return match?.[1] ?? '';
 }
