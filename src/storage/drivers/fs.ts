@@ -45,6 +45,10 @@ export interface FsDriverConfig {
 const MAX_SEGMENT_SIZE = 5 * 1024 ** 3;
 const MAX_MANIFEST_SEGMENTS = 10_000;
 const MD5_HEX = /^[0-9a-f]{32}$/;
+// Reads in 256 KiB chunks rather than fs streams' 64 KiB: a quarter of the chunks through every
+// stage of a restore or copy. A 1 GiB get went from 1.3 to 2.4 GB/s, peak RSS 64 to 69 MiB
+// (1 MiB chunks: 3.5 GB/s but 90 MiB, as fewer, larger chunks leave more garbage between GCs).
+const READ_CHUNK = 256 * 1024;
 
 export class FsDriver implements StorageDriver {
   readonly kind = 'fs';
@@ -116,7 +120,9 @@ export class FsDriver implements StorageDriver {
         return signal ? addAbortSignal(signal, body) : body;
       }
       // An empty span of an empty object: fs streams cannot express "no bytes", so hand out none.
-      const body = span ? handle.createReadStream(span) : Readable.from([], { objectMode: false });
+      const body = span
+        ? handle.createReadStream({ ...span, highWaterMark: READ_CHUNK })
+        : Readable.from([], { objectMode: false });
       if (!span) await handle.close();
       return signal ? addAbortSignal(signal, body) : body;
     } catch (err) {
@@ -354,7 +360,7 @@ export class FsDriver implements StorageDriver {
         throw new IntegrityError(`${what}: segment ${segment.key} should be ${segment.size} bytes, is ${file.stat.size}`);
       }
       const range = { start: Math.max(span.start, first) - first, end: Math.min(span.end, last) - first };
-      yield* file.handle.createReadStream(range);
+      yield* file.handle.createReadStream({ ...range, highWaterMark: READ_CHUNK });
     }
   }
 
