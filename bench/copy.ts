@@ -18,12 +18,26 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomFillSync, randomUUID } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { SegmentInfo, StorageDriver } from '../src/storage/driver.ts';
 import { SwiftDriver } from '../src/storage/drivers/swift.ts';
 import { segmentKey } from '../src/storage/keys.ts';
-import { fmt, log, MiB, mbps, measure, measurePipeline, NODE, ROOT, swiftToken, ternEnv, ternNodeFlags } from './lib.ts';
+import {
+  fmt,
+  log,
+  MiB,
+  mbps,
+  measure,
+  measurePipeline,
+  NODE,
+  ROOT,
+  swiftServersCpuSeconds,
+  swiftToken,
+  ternEnv,
+  ternNodeFlags,
+} from './lib.ts';
 
 const SOURCE = 'tern-bench-copy-src';
 const TARGET = 'tern-bench-copy';
@@ -107,6 +121,10 @@ async function seed(driver: SwiftDriver, sizeMiB: number): Promise<{ key: string
 interface Result {
   label: string;
   seconds: number;
+  /** CPU seconds of the contender's processes. */
+  cpuSeconds: number;
+  /** CPU seconds the Swift servers of both regions spent meanwhile. */
+  serversCpuSeconds?: number;
   peakRssMiB: number;
   note?: string;
 }
@@ -125,6 +143,7 @@ async function tern(dir: string, location: string): Promise<Result & { checksum:
   return {
     label: 'Tern copy engine',
     seconds: m.seconds,
+    cpuSeconds: m.cpuSeconds,
     peakRssMiB: f.maxRssMiB,
     checksum: f.checksum,
     note: `in-child ${fmt(f.seconds, 1)} s`,
@@ -153,7 +172,7 @@ async function rclone(key: string): Promise<Result> {
     env,
   );
   await swift(2, TARGET).delete(`rclone-${key}`);
-  return { label: 'rclone copyto', seconds: m.seconds, peakRssMiB: m.peakRssMiB };
+  return { label: 'rclone copyto', seconds: m.seconds, cpuSeconds: m.cpuSeconds, peakRssMiB: m.peakRssMiB };
 }
 
 async function curlStream(key: string): Promise<Result> {
@@ -166,6 +185,7 @@ async function curlStream(key: string): Promise<Result> {
   return {
     label: 'curl | curl',
     seconds: m.seconds,
+    cpuSeconds: m.cpuSeconds,
     peakRssMiB: Math.max(...m.peakRssMiB),
     note: `GET ${fmt(m.peakRssMiB[0])} + PUT ${fmt(m.peakRssMiB[1])} MiB`,
   };
@@ -241,14 +261,19 @@ async function main(): Promise<void> {
       const location = source.locationOf(backup.key);
       log(`seeded ${sizeMiB} MiB in ${backup.segments.length} segments: ${location}`);
       const results: Result[] = [];
-      const t = await tern(dir, location);
+      const withServersCpu = async <R extends Result>(run: () => Promise<R>): Promise<R> => {
+        const before = swiftServersCpuSeconds();
+        const result = await run();
+        return { ...result, serversCpuSeconds: swiftServersCpuSeconds() - before };
+      };
+      const t = await withServersCpu(() => tern(dir, location));
       if (t.checksum !== backup.etag) throw new Error(`Tern copy checksum ${t.checksum} != source ${backup.etag}`);
       results.push(t);
       log(`${sizeMiB} MiB tern ${fmt(mbps(sizeMiB * MiB, t.seconds))} MB/s, ${fmt(t.peakRssMiB)} MiB`);
-      const r = await rclone(backup.key);
+      const r = await withServersCpu(() => rclone(backup.key));
       results.push(r);
       log(`${sizeMiB} MiB rclone ${fmt(mbps(sizeMiB * MiB, r.seconds))} MB/s, ${fmt(r.peakRssMiB)} MiB`);
-      const c = await curlStream(backup.key);
+      const c = await withServersCpu(() => curlStream(backup.key));
       results.push(c);
       log(`${sizeMiB} MiB curl ${fmt(mbps(sizeMiB * MiB, c.seconds))} MB/s`);
       table.push({ sizeMiB, results });
@@ -261,12 +286,16 @@ async function main(): Promise<void> {
     await dropContainers();
   }
   console.log(`\nCopy region1 -> region2 Swift, ${SEGMENT / MiB} MiB segments, Tern parallelism ${PARALLELISM}`);
-  console.log('size      contender          seconds    MB/s   peak RSS   Tern/this   notes');
+  console.log(
+    `CPU s: the contender's processes; Swift CPU s: both regions' servers meanwhile (${availableParallelism()} cores, so at most ${availableParallelism()} CPU s per second in all)`,
+  );
+  console.log('size      contender          seconds    MB/s   CPU s   Swift CPU s   peak RSS   Tern/this   notes');
   for (const { sizeMiB, results } of table) {
     const ternSeconds = results[0].seconds;
     for (const r of results) {
       console.log(
         `${`${sizeMiB} MiB`.padEnd(10)}${r.label.padEnd(17)}${fmt(r.seconds, 1).padStart(9)}${fmt(mbps(sizeMiB * MiB, r.seconds)).padStart(8)}` +
+          `${fmt(r.cpuSeconds, 1).padStart(8)}${fmt(r.serversCpuSeconds ?? 0, 1).padStart(14)}` +
           `${`${fmt(r.peakRssMiB)} MiB`.padStart(11)}${`${fmt(r.seconds / ternSeconds, 2)}x`.padStart(12)}   ${r.note ?? ''}`,
       );
     }

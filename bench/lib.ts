@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
-import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 // Shared by bench/storage.ts and bench/copy.ts: running a contender under /usr/bin/time (wall time
@@ -21,17 +21,19 @@ export interface Measured {
   seconds: number;
   /** Peak resident set of the measured process (VmHWM / ru_maxrss), MiB. */
   peakRssMiB: number;
+  /** CPU seconds (user + system) the process used. */
+  cpuSeconds: number;
   /** What the process printed on stdout (a Tern child prints JSON figures). */
   stdout: string;
 }
 
 /**
- * Runs argv under `/usr/bin/time -f '%e %M'` and returns wall seconds and peak RSS of that one
- * process (children of a shell are not counted by %M, so pipelines go through measurePipeline).
+ * Runs argv under `/usr/bin/time -f '%e %M %U %S'` and returns wall seconds, CPU seconds (of the
+ * process and the children it waited for) and peak RSS of that one process (children of a shell are not counted by %M, so pipelines go through measurePipeline).
  */
 export async function measure(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<Measured> {
   const marker = '@@time';
-  const child = spawn('/usr/bin/time', ['-f', `${marker} %e %M`, ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('/usr/bin/time', ['-f', `${marker} %e %M %U %S`, ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c) => {
@@ -45,12 +47,15 @@ export async function measure(argv: string[], env: NodeJS.ProcessEnv = process.e
   const wall = Number(process.hrtime.bigint() - started) / 1e9;
   const line = stderr.split('\n').find((l) => l.startsWith(marker));
   if (code !== 0 || !line) throw new Error(`${argv.join(' ')} failed (${code}): ${stderr.slice(-2000)}`);
-  const [, , kib] = line.split(' ');
-  return { seconds: wall, peakRssMiB: Number(kib) / 1024, stdout };
+  const [, , kib, user, system] = line.split(' ');
+  return { seconds: wall, peakRssMiB: Number(kib) / 1024, cpuSeconds: Number(user) + Number(system), stdout };
 }
 
 /** Peak RSS of each process of a two-stage pipeline `a | b`, and its wall time. */
-export async function measurePipeline(a: string[], b: string[]): Promise<{ seconds: number; peakRssMiB: number[] }> {
+export async function measurePipeline(
+  a: string[],
+  b: string[],
+): Promise<{ seconds: number; cpuSeconds: number; peakRssMiB: number[] }> {
   const script =
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash script, not a template
     'set -o pipefail; /usr/bin/time -f "@@time %M" -o "$TIME_A" "${@:1:$N}" | /usr/bin/time -f "@@time %M" -o "$TIME_B" "${@:$((N+1))}"';
@@ -64,7 +69,7 @@ export async function measurePipeline(a: string[], b: string[]): Promise<{ secon
     rmSync(f, { force: true });
     return Number(/@@time (\d+)/.exec(text)?.[1] ?? 0) / 1024;
   });
-  return { seconds: m.seconds, peakRssMiB: rss };
+  return { seconds: m.seconds, cpuSeconds: m.cpuSeconds, peakRssMiB: rss };
 }
 
 /** A file of random bytes (incompressible, like encrypted backups); returns its MD5. */
@@ -167,4 +172,28 @@ export function ternNodeFlags(): string {
   if (process.env.BENCH_NODE_FLAGS !== undefined) return process.env.BENCH_NODE_FLAGS;
   const match = /^node_flags=\(([^)]*)\)/m.exec(readFileSync(resolve(ROOT, 'bin/tern'), 'utf8'));
   return match?.[1] ?? '';
+}
+
+/**
+ * CPU seconds used so far by the servers of the loopback Swift regions (the processes whose command
+ * line names a config under scripts/swift-regions.sh's folder), from /proc. The difference across
+ * a transfer is what the servers spent on it: on a 2-core machine that bounds every contender.
+ */
+export function swiftServersCpuSeconds(): number {
+  const base = `${process.env.TERN_SWIFT_DIR ?? '/var/tmp/tern-swift'}/region`;
+  const ticksPerSecond = 100; // Linux USER_HZ
+  let ticks = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(base)) continue;
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // Fields after the ")" closing the command name start at field 3; utime and stime are 14, 15.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process ended between the listing and the read.
+    }
+  }
+  return ticks / ticksPerSecond;
 }
