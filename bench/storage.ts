@@ -108,12 +108,19 @@ async function child([op, kind, key, file, size, md5, dir]: string[]): Promise<v
   process.stdout.write(JSON.stringify({ seconds, bytes, maxRssMiB, loadedRssMiB, peaks }));
 }
 
+/** One transfer: wall seconds, CPU seconds and peak RSS (MiB) of the process that made it. */
+interface Run {
+  seconds: number;
+  cpu: number;
+  rss: number;
+}
+
 interface Row {
   kind: Kind;
   sizeMiB: number;
   op: 'upload' | 'download';
-  tern: { seconds: number; rss: number }[];
-  tool: { seconds: number; rss: number }[];
+  tern: Run[];
+  tool: Run[];
   toolName: string;
 }
 
@@ -134,7 +141,7 @@ async function tern(op: string, kind: Kind, key: string, file: string, size: num
       `  ${op} ${kind}: rss loaded ${fmt(figures.loadedRssMiB)} peak ${fmt(figures.maxRssMiB)}; peak heapTotal ${fmt(p.heapTotal)} arrayBuffers ${fmt(p.arrayBuffers)} MiB`,
     );
   }
-  return { seconds: figures.seconds, rss: figures.maxRssMiB };
+  return { seconds: figures.seconds, cpu: m.cpuSeconds, rss: figures.maxRssMiB };
 }
 
 async function tool(op: 'upload' | 'download', kind: Kind, file: string, dir: string, key: string) {
@@ -161,7 +168,7 @@ async function tool(op: 'upload' | 'download', kind: Kind, file: string, dir: st
     ];
   }
   const m = await measure(argv);
-  return { seconds: m.seconds, rss: m.peakRssMiB };
+  return { seconds: m.seconds, cpu: m.cpuSeconds, rss: m.peakRssMiB };
 }
 
 async function main(): Promise<void> {
@@ -241,12 +248,14 @@ async function removeContainers(kinds: Kind[]): Promise<void> {
 }
 
 function report(rows: Row[], idle: Map<Kind, number>, rounds: number): void {
-  const best = (xs: { seconds: number; rss: number }[]) => xs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
-  const peak = (xs: { seconds: number; rss: number }[]) => Math.max(...xs.map((x) => x.rss));
+  const best = (xs: Run[]) => xs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+  const peak = (xs: Run[]) => Math.max(...xs.map((x) => x.rss));
   console.log(
-    `\nStorage drivers, one object per transfer, best of ${rounds} round(s); Tern RSS = peak of the transfer's own process`,
+    `\nStorage drivers, one object per transfer, best of ${rounds} round(s); Tern RSS = peak of the transfer's own process; CPU s of the best round's process`,
   );
-  console.log('driver  size      op         tern MB/s  tool        tool MB/s  tern/tool  tern peak RSS  tool peak RSS');
+  console.log(
+    'driver  size      op         tern MB/s  tool        tool MB/s  tern/tool  tern CPU s  tool CPU s  tern peak RSS  tool peak RSS',
+  );
   for (const r of rows) {
     const t = best(r.tern);
     const c = best(r.tool);
@@ -254,6 +263,7 @@ function report(rows: Row[], idle: Map<Kind, number>, rounds: number): void {
     console.log(
       `${r.kind.padEnd(8)}${`${r.sizeMiB} MiB`.padEnd(10)}${r.op.padEnd(11)}${fmt(mbps(size, t.seconds)).padStart(9)}  ${r.toolName.padEnd(10)}` +
         `${fmt(mbps(size, c.seconds)).padStart(10)}${fmt(c.seconds / t.seconds, 2).padStart(11)}` +
+        `${fmt(t.cpu, 1).padStart(12)}${fmt(c.cpu, 1).padStart(12)}` +
         `${`${fmt(peak(r.tern))} MiB`.padStart(15)}${`${fmt(peak(r.tool))} MiB`.padStart(15)}`,
     );
   }
