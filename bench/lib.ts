@@ -29,7 +29,8 @@ export interface Measured {
 
 /**
  * Runs argv under `/usr/bin/time -f '%e %M %U %S'` and returns wall seconds, CPU seconds (of the
- * process and the children it waited for) and peak RSS of that one process (children of a shell are not counted by %M, so pipelines go through measurePipeline).
+ * process and the children it waited for) and peak RSS of that one process (children of a shell
+ * are not counted by %M, so pipelines go through measurePipeline).
  */
 export async function measure(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<Measured> {
   const marker = '@@time';
@@ -51,7 +52,7 @@ export async function measure(argv: string[], env: NodeJS.ProcessEnv = process.e
   return { seconds: wall, peakRssMiB: Number(kib) / 1024, cpuSeconds: Number(user) + Number(system), stdout };
 }
 
-/** Peak RSS of each process of a two-stage pipeline `a | b`, and its wall time. */
+/** Peak RSS of each process of a two-stage pipeline `a | b`, its wall time and its CPU seconds in all. */
 export async function measurePipeline(
   a: string[],
   b: string[],
@@ -155,9 +156,8 @@ export const fmt = (n: number, digits = 0) => n.toFixed(digits);
  * cache, malloc arenas), so a measured child runs as production does.
  */
 export function ternEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const script = readFileSync(resolve(ROOT, 'bin/tern'), 'utf8');
   const out = { ...env };
-  for (const [, name, value] of script.matchAll(/^export (\w+)="\$\{\w+:-([^}]*)\}"$/gm)) {
+  for (const [, name, value] of binTern().matchAll(/^export (\w+)="\$\{\w+:-([^}]*)\}"$/gm)) {
     out[name] ??= value.replace('$repo', ROOT);
   }
   if (out.NODE_COMPILE_CACHE === undefined) throw new Error('bench/lib.ts ternEnv: bin/tern no longer sets NODE_COMPILE_CACHE');
@@ -170,8 +170,15 @@ export function ternEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv
  */
 export function ternNodeFlags(): string {
   if (process.env.BENCH_NODE_FLAGS !== undefined) return process.env.BENCH_NODE_FLAGS;
-  const match = /^node_flags=\(([^)]*)\)/m.exec(readFileSync(resolve(ROOT, 'bin/tern'), 'utf8'));
+  const match = /^node_flags=\(([^)]*)\)/m.exec(binTern());
   return match?.[1] ?? '';
+}
+
+let binTernText: string | undefined;
+/** bin/tern's text, read once: every child a bench starts asks for its flags and environment. */
+function binTern(): string {
+  binTernText ??= readFileSync(resolve(ROOT, 'bin/tern'), 'utf8');
+  return binTernText;
 }
 
 /**
