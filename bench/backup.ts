@@ -11,19 +11,22 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, createWriteStream, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { mariadbRunner } from '../src/datastores/mariadb.ts';
 import { BIN } from '../src/instances/binaries.ts';
 import { adopt, type ManagedServer, mariadbClientConfig, startMariadb } from '../src/instances/provisioner.ts';
 import { createEncryptStream } from '../src/streams/openssl-cipher.ts';
+import { ROOT, runAsTern } from './lib.ts';
+
+// Tern runs in this process: measure it with the settings bin/tern gives it in production.
+runAsTern();
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1 << 20);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const LEVELS = (process.env.BENCH_LEVELS ?? '6,1').split(',').map(Number);
 const PASSWORD = randomBytes(12).toString('hex');
 const KEY = randomBytes(16).toString('hex');
-const ROOT = resolve(import.meta.dirname, '..');
 
 const dir = mkdtempSync(join(tmpdir(), 'tern-bench-backup-'));
 chmodSync(dir, 0o711);

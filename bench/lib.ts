@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
 import { createReadStream, createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -179,6 +179,20 @@ let binTernText: string | undefined;
 function binTern(): string {
   binTernText ??= readFileSync(resolve(ROOT, 'bin/tern'), 'utf8');
   return binTernText;
+}
+
+/**
+ * For a bench that runs Tern in its own process (backup.ts, load.ts): unless it already does, runs
+ * the bench again as a child with bin/tern's Node flags and environment, and exits with its status.
+ * Call it before the bench does anything.
+ */
+export function runAsTern(): void {
+  const mark = 'TERN_BENCH_AS_TERN';
+  if (process.env[mark] === '1') return;
+  const flags = ternNodeFlags().split(' ').filter(Boolean);
+  const argv = [...flags, process.argv[1], ...process.argv.slice(2)];
+  const child = spawnSync(NODE, argv, { stdio: 'inherit', env: { ...ternEnv(), [mark]: '1' } });
+  process.exit(child.status ?? 1);
 }
 
 /**

@@ -14,6 +14,10 @@ import { loadConfig } from '../src/config.ts';
 import { insertBackup, newBackupRow } from '../src/db/repos/backups.ts';
 import { createLogger } from '../src/logger.ts';
 import { startTern } from '../src/main/server.ts';
+import { runAsTern } from './lib.ts';
+
+// Tern runs in this process: measure it with the settings bin/tern gives it in production.
+runAsTern();
 
 const RPS = Number(process.env.LOAD_RPS ?? 200);
 const SECONDS = Number(process.env.LOAD_SECONDS ?? 60);
