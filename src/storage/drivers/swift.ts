@@ -192,8 +192,7 @@ export class SwiftDriver implements StorageDriver {
     meter.once('error', onInputError);
     // The last stream goes to undici; a failure anywhere destroys them all.
     const outgoing = digest ?? meter;
-    if (digest) pipeline(body, meter, digest, () => undefined);
-    else pipeline(body, meter, () => undefined);
+    pipeline(digest ? [body, meter, digest] : [body, meter], () => undefined);
     let res: Response;
     try {
       res = await this.client.send({
