@@ -5,6 +5,7 @@ import { type BackupRow, findBackup, transitionBackup, updateBackupProgress, wai
 import { forgetParts } from '../../db/repos/transfer-parts.ts';
 import { BadRequest, Cancelled, Conflict, IntegrityError, ObjectNotFound, OverLimit } from '../../errors.ts';
 import { enqueue } from '../../jobs/queue.ts';
+import { oneLine } from '../../jobs/reason.ts';
 import type { JobHandler } from '../../jobs/types.ts';
 import type { Catalog } from '../../regions/catalog.ts';
 import type { ObjectInfo, ObjectMetadata, PutResult, SegmentInfo, StorageDriver } from '../../storage/driver.ts';
@@ -48,7 +49,6 @@ export interface CopyPayload {
 const DEFAULT_PART_SIZE = 64 * 1024 * 1024;
 const DONE_STATUSES = new Set(['COMPLETED', 'FAILED', 'DELETE_FAILED']);
 const CLEANUP_TIMEOUT_MS = 120_000;
-const MAX_REASON = 500;
 
 export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
   const { db, catalog, target, logger } = deps;
@@ -301,11 +301,4 @@ function progressReporter(db: Db, backupId: string, total: number, logger?: Copy
     },
     settled: () => chain,
   };
-}
-
-/** A one-line human reason for fail_reason and logs. */
-function oneLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  const line = text.replace(/\s+/g, ' ').trim() || 'unknown error';
-  return line.length > MAX_REASON ? `${line.slice(0, MAX_REASON)}...` : line;
 }

@@ -7,6 +7,7 @@ import { findBackup, transitionBackup, updateBackupProgress } from '../../db/rep
 import { findDatastoreVersion } from '../../db/repos/datastores.ts';
 import { findInstance, transitionInstance } from '../../db/repos/instances.ts';
 import { BadRequest, Cancelled, Unprocessable } from '../../errors.ts';
+import { oneLine } from '../../jobs/reason.ts';
 import type { JobHandler } from '../../jobs/types.ts';
 import { Keyring, type Wrapped } from '../../keys/keyring.ts';
 import type { ObjectMetadata, StorageDriver } from '../../storage/driver.ts';
@@ -38,7 +39,6 @@ export interface CreateTaskDeps {
 }
 
 const DONE = new Set(['COMPLETED', 'FAILED', 'DELETE_FAILED']);
-const MAX_REASON = 500;
 
 export function createBackupTask(deps: CreateTaskDeps): JobHandler<{ backupId: string }> {
   const { db, storage, keyring, logger } = deps;
@@ -147,10 +147,4 @@ export function createBackupTask(deps: CreateTaskDeps): JobHandler<{ backupId: s
       logger?.warn({ backupId, reason }, 'backup failed');
     },
   };
-}
-
-function oneLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
-  const line = text.replace(/\s+/g, ' ').trim() || 'unknown error';
-  return line.length > MAX_REASON ? `${line.slice(0, MAX_REASON)}...` : line;
 }

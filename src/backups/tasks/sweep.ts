@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../../db/connect.ts';
 import { StorageUnavailable } from '../../errors.ts';
 import { enqueue } from '../../jobs/queue.ts';
+import { oneLine } from '../../jobs/reason.ts';
 import type { JobHandler } from '../../jobs/types.ts';
 import type { StorageDriver } from '../../storage/driver.ts';
 import { removeBackupObjects } from '../backup-objects.ts';
@@ -54,8 +55,9 @@ export function sweepBackupTask(deps: {
       const { removed, missed } = await removeBackupObjects(storage, backupId, ctx.signal);
       if (removed > 0) logger?.warn({ backupId, removed }, 'removed objects that late uploads of a failed copy left');
       if (missed.length > 0) {
-        const first = missed[0].error instanceof Error ? missed[0].error.message : String(missed[0].error);
-        throw new StorageUnavailable(`could not remove ${missed.length} leftover object(s) of backup ${backupId}: ${first}`);
+        throw new StorageUnavailable(
+          `could not remove ${missed.length} leftover object(s) of backup ${backupId}: ${oneLine(missed[0].error)}`,
+        );
       }
     },
     async onGiveUp({ backupId }, error) {
