@@ -129,6 +129,13 @@ interface Result {
   note?: string;
 }
 
+/** Runs a contender and adds what the Swift servers spent meanwhile. */
+async function withServersCpu<R extends Result>(run: () => Promise<R>): Promise<R> {
+  const before = swiftServersCpuSeconds();
+  const result = await run();
+  return { ...result, serversCpuSeconds: swiftServersCpuSeconds() - before };
+}
+
 async function tern(dir: string, location: string): Promise<Result & { checksum: string }> {
   const backupId = randomUUID();
   const dbFile = join(dir, `${backupId}.sqlite`);
@@ -261,11 +268,6 @@ async function main(): Promise<void> {
       const location = source.locationOf(backup.key);
       log(`seeded ${sizeMiB} MiB in ${backup.segments.length} segments: ${location}`);
       const results: Result[] = [];
-      const withServersCpu = async <R extends Result>(run: () => Promise<R>): Promise<R> => {
-        const before = swiftServersCpuSeconds();
-        const result = await run();
-        return { ...result, serversCpuSeconds: swiftServersCpuSeconds() - before };
-      };
       const t = await withServersCpu(() => tern(dir, location));
       if (t.checksum !== backup.etag) throw new Error(`Tern copy checksum ${t.checksum} != source ${backup.etag}`);
       results.push(t);
