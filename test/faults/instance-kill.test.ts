@@ -12,11 +12,12 @@ import { type ServedRegion, serveRegion } from '../helpers/serve.ts';
 import { filesUnder, killAndWait, orphanKeys, pidsMentioning, regionApi, reportFault, storedBytesMatch } from './helpers.ts';
 
 // kill -9 of a real `tern serve` process at a random point of (a) a backup of an instance (MariaDB,
-// then PostgreSQL) and (b) a restore into a new instance, then a restart. The backup must end COMPLETED with bytes
-// that verify (and restore), or FAILED with a reason; the restore ACTIVE with the source's data
-// (CHECKSUM TABLE; row counts and an md5 of every row), or ERROR with a reason. No job may run to completion twice, and nothing may be
-// left behind: no object outside a COMPLETED backup, no temp file, no private temp folder of the
-// killed process (its TMPDIR is private to this test), no tool still running on a folder of ours.
+// then PostgreSQL) and (b) a restore into a new instance, then a restart. The backup must end
+// COMPLETED with bytes that verify (and restore), or FAILED with a reason; the restore ACTIVE with
+// the source's data (CHECKSUM TABLE; row counts and an md5 of every row), or ERROR with a reason.
+// No job may run to completion twice, and nothing may be left behind: no object outside a
+// COMPLETED backup, no temp file, no private temp folder of the killed process (its TMPDIR is
+// private to this test), no tool still running on a folder of ours.
 
 const token = randomBytes(16).toString('hex');
 const LOAD = `
