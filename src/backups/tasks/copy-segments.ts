@@ -18,6 +18,11 @@ export interface SegmentCopy {
   target: StorageDriver;
   segments: SegmentInfo[];
   parallelism: number;
+  /**
+   * An earlier run of this copy may have stored segments it died before recording; each one is
+   * looked up in the target before it is sent again.
+   */
+  resuming: boolean;
   /** Retries of one segment after a transient error (5xx, reset, timeout), with backoff. */
   retries?: number;
   signal: AbortSignal;
@@ -32,10 +37,13 @@ export async function copySegments(c: SegmentCopy): Promise<SegmentInfo[]> {
   const planned = c.segments.map((seg, i) => ({ n: i + 1, seg, key: segmentKey(c.backupId, i + 1) }));
   await runBounded(planned, c.parallelism, c.signal, async ({ n, seg, key }, signal, stopped) => {
     const part = recorded.get(n);
-    if (part && part.key === key && part.etag === seg.etag && part.size === seg.size) {
-      // Recorded by an earlier run; trust it only if the target still holds exactly those bytes.
+    const isRecorded = part?.key === key && part.etag === seg.etag && part.size === seg.size;
+    if (isRecorded || c.resuming) {
+      // Trust an earlier run only if the target holds exactly these bytes: Swift checked them
+      // against this ETag when they were stored, so a match needs no second transfer.
       const there = await c.target.head(key, signal);
       if (there && there.etag === seg.etag && there.size === seg.size) {
+        if (!isRecorded) await record(c, n, key, seg);
         await c.onSegmentDone(seg.size, false);
         return;
       }
@@ -52,10 +60,14 @@ export async function copySegments(c: SegmentCopy): Promise<SegmentInfo[]> {
         await sleep(Math.min(SEGMENT_BACKOFF_MAX_MS, SEGMENT_BACKOFF_MS * 2 ** attempt), undefined, { signal: stopped });
       }
     }
-    await recordPart(c.db.kysely, { backup_id: c.backupId, part_number: n, key, size: seg.size, etag: seg.etag });
+    await record(c, n, key, seg);
     await c.onSegmentDone(seg.size, true);
   });
   return planned.map(({ key, seg }) => ({ key, size: seg.size, etag: seg.etag }));
+}
+
+function record(c: SegmentCopy, n: number, key: string, seg: SegmentInfo): Promise<void> {
+  return recordPart(c.db.kysely, { backup_id: c.backupId, part_number: n, key, size: seg.size, etag: seg.etag });
 }
 
 const SEGMENT_BACKOFF_MS = 250;

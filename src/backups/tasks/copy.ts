@@ -61,6 +61,8 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
     if (row?.status === 'COMPLETED') await releaseChildren(backupId);
     if (!row || DONE_STATUSES.has(row.status)) return;
     if (!row.source_location) throw new BadRequest(`backup ${backupId} has no source location to copy from`);
+    // Already BUILDING: an earlier run of this job (retried, or reclaimed from a dead worker) wrote.
+    const resuming = row.status === 'BUILDING';
     if (!(await transitionBackup(db.kysely, backupId, 'BUILDING'))) return;
 
     const { region, driver: source, key: sourceKey } = catalog.resolve(row.source_location);
@@ -121,6 +123,7 @@ export function copyBackupTask(deps: CopyTaskDeps): JobHandler<CopyPayload> {
         target,
         segments,
         parallelism,
+        resuming,
         retries: deps.segmentRetries ?? 0,
         signal,
         onSegmentDone: (size, fresh) => progress.add(size, fresh),
