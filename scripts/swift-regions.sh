@@ -10,6 +10,11 @@
 # Each region has its own data folder under ${TERN_SWIFT_DIR:-/var/tmp/tern-swift}/regionN (configs,
 # rings, device, logs, pid files) and its own memcached: a shared one would make region1's tokens
 # valid in region2. Only /etc/swift/swift.conf is shared (Swift always reads it).
+#
+# The servers move bytes in 1 MiB chunks instead of Swift's 64 KiB default. Their Python costs
+# CPU per chunk, and on a small machine the servers' CPU bounds every transfer: a 1 GiB curl GET
+# or PUT cost the proxy 0.9-1.3 CPU s with 64 KiB chunks and 0.6-0.7 s with 1 MiB (4 MiB gained
+# nothing more).
 source "$(dirname "$0")/lib.sh"
 
 BASE="${TERN_SWIFT_DIR:-/var/tmp/tern-swift}"
@@ -81,6 +86,9 @@ pipeline = healthcheck $s-server
 
 [app:$s-server]
 use = egg:swift#$s
+# 1 MiB chunks: see the header.
+network_chunk_size = 1048576
+disk_chunk_size = 1048576
 
 [filter:healthcheck]
 use = egg:swift#healthcheck
@@ -98,6 +106,9 @@ pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_forma
 [app:proxy-server]
 use = egg:swift#proxy
 account_autocreate = true
+# 1 MiB chunks: see the header.
+object_chunk_size = 1048576
+client_chunk_size = 1048576
 
 [filter:tempauth]
 use = egg:swift#tempauth
