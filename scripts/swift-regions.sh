@@ -13,8 +13,8 @@
 #
 # The servers move bytes in 1 MiB chunks instead of Swift's 64 KiB default. Their Python costs
 # CPU per chunk, and on a small machine the servers' CPU bounds every transfer: a 1 GiB curl GET
-# or PUT cost the proxy 0.9-1.3 CPU s with 64 KiB chunks and 0.6-0.7 s with 1 MiB (4 MiB gained
-# nothing more).
+# cost the proxy 1.2-1.3 CPU s with 64 KiB chunks and 0.6-0.7 s with 1 MiB, a PUT 0.85-0.93 s and
+# 0.73 s (4 MiB gained nothing more).
 source "$(dirname "$0")/lib.sh"
 
 BASE="${TERN_SWIFT_DIR:-/var/tmp/tern-swift}"
