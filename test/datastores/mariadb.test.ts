@@ -226,6 +226,19 @@ describe('MariaDB backups and restores (real mariadbd, mariabackup, mbstream)', 
     assert.ok((await streamError) instanceof Cancelled);
   });
 
+  it('starts servers at once, each with its own temporary folder', async () => {
+    // With a shared /tmp, servers remove each other's "#sql-temptable-*" files: 1 to 3 of 8
+    // mariadb-install-db runs at once failed, and so did instance creations that overlapped.
+    const dirs = [1, 2, 3, 4].map((n) => join(dir, `together-${n}`));
+    const servers = await Promise.all(
+      dirs.map(async (dataDir) => cleanup.server(await startMariadb({ dataDir, rootPassword: PASSWORD }))),
+    );
+    for (const [i, server] of servers.entries()) {
+      assert.equal(await mariadbSql(server, PASSWORD, 'SELECT @@tmpdir;'), `${join(dirs[i], 'run', 'tmp')}\n`);
+    }
+    await Promise.all(servers.map((server) => server.stop()));
+  });
+
   it('refuses an incremental LSN that is not a number', () => {
     assert.throws(
       () => mariadbRunner.backupStream(source, { password: PASSWORD, incremental: { fromLsn: '1; rm -rf /' } }),
