@@ -27,6 +27,20 @@ describe('tool runner', () => {
 `;
     assert.equal(lastErrorLine(postgres), 'FATAL:  could not create any TCP/IP sockets');
     assert.equal(lastErrorLine('just one line\n\n'), 'just one line');
+    const installDb = `Installing MariaDB/MySQL system tables in '/srv/i/db' ...
+2026-12-07  1:52:19 0 [ERROR] InnoDB: syntax error in file path or size specified is less than 1 megabyte
+2026-12-07  1:52:19 0 [ERROR] InnoDB: Unable to parse innodb_data_file_path=bogus
+2026-12-07  1:52:19 0 [ERROR] Plugin 'InnoDB' registration as a STORAGE ENGINE failed.
+2026-12-07  1:52:19 0 [ERROR] Unknown/unsupported storage engine: InnoDB
+2026-12-07  1:52:19 0 [ERROR] Aborting
+
+Installation of system tables failed!  Examine the logs in
+/srv/i/db for more information.
+
+The problem could be conflicting information in an external
+my.cnf files. You can ignore these by doing:
+`;
+    assert.equal(lastErrorLine(installDb), '[ERROR] InnoDB: Unable to parse innodb_data_file_path=bogus');
   });
 
   it('feeds stdin and returns what the tool printed', async () => {

@@ -128,19 +128,26 @@ export function checkExit(name: string, exit: ToolExit, okPattern?: RegExp): Too
 }
 
 // Lines that follow the real error without explaining anything.
-const NOISE = /^\[ERROR\] (Aborting|Do you already have another .* running)/;
+const NOISE =
+  /^\[ERROR\] (Aborting|Do you already have another .* running|Plugin '.*' registration as a STORAGE ENGINE failed|Unknown\/unsupported storage engine)/;
 const ERROR_WORDS = /error|fail|denied|refused|fatal|cannot|can't|could not|unable|invalid|not found|no such|abort/i;
 
 /**
- * The line of a tool's output that best explains a failure: the last line that looks like an
- * error, else the last line. Timestamps and "[00]" thread tags are stripped.
+ * The line of a tool's output that best explains a failure: the last error MariaDB tagged
+ * "[ERROR]", else the last line that looks like an error, else the last line. (mariadb-install-db
+ * ends with a page of advice after the server's own error lines.) Timestamps and "[00]" thread
+ * tags are stripped.
  */
 export function lastErrorLine(log: string): string {
   const lines = log
     .split('\n')
     .map((line) => cleanLine(line))
     .filter(Boolean);
-  const line = lines.findLast((l) => ERROR_WORDS.test(l) && !NOISE.test(l)) ?? lines.at(-1) ?? '';
+  const line =
+    lines.findLast((l) => l.startsWith('[ERROR]') && !NOISE.test(l)) ??
+    lines.findLast((l) => ERROR_WORDS.test(l) && !NOISE.test(l)) ??
+    lines.at(-1) ??
+    '';
   return line.length > 400 ? `${line.slice(0, 400)}...` : line;
 }
 
