@@ -39,8 +39,8 @@ export async function copySegments(c: SegmentCopy): Promise<SegmentInfo[]> {
     const part = recorded.get(n);
     const isRecorded = part?.key === key && part.etag === seg.etag && part.size === seg.size;
     if (isRecorded || c.resuming) {
-      // Trust an earlier run only if the target holds exactly these bytes: Swift checked them
-      // against this ETag when they were stored, so a match needs no second transfer.
+      // Trust an earlier run only if the target holds exactly these bytes: every segment put here
+      // carries the source's MD5, which the target checked when it stored them.
       const there = await c.target.head(key, signal);
       if (there && there.etag === seg.etag && there.size === seg.size) {
         if (!isRecorded) await record(c, n, key, seg);
