@@ -1,7 +1,7 @@
 // The reason a job failed, as people read it in fail_reason and in logs.
 
 /** A longer reason is cut: it is read as one line in listings and logs. */
-export const MAX_REASON = 500;
+const MAX_REASON = 500;
 
 /** A one-line human reason for fail_reason and logs. */
 export function oneLine(err: unknown): string {

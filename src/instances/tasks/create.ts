@@ -5,6 +5,7 @@ import type { Db } from '../../db/connect.ts';
 import { findDatastoreVersion } from '../../db/repos/datastores.ts';
 import { findInstance, transitionInstance } from '../../db/repos/instances.ts';
 import { BadRequest, Cancelled } from '../../errors.ts';
+import { oneLine } from '../../jobs/reason.ts';
 import type { JobHandler } from '../../jobs/types.ts';
 import type { Keyring } from '../../keys/keyring.ts';
 import type { StorageDriver } from '../../storage/driver.ts';
@@ -22,8 +23,6 @@ export interface InstanceTaskDeps {
   servers: InstanceServers;
   logger?: Pick<Logger, 'info' | 'warn'>;
 }
-
-const MAX_REASON = 500;
 
 export function createInstanceTask(deps: InstanceTaskDeps): JobHandler<{ instanceId: string }> {
   const { db, storage, keyring, servers, logger } = deps;
@@ -78,7 +77,7 @@ export function createInstanceTask(deps: InstanceTaskDeps): JobHandler<{ instanc
       const row = await findInstance(db.kysely, instanceId);
       if (row?.data_dir) await servers.destroy(instanceId, row.data_dir).catch(() => {});
       const text = error instanceof Cancelled ? `cancelled: ${error.message}` : error.message;
-      const reason = text.replace(/\s+/g, ' ').trim().slice(0, MAX_REASON) || 'unknown error';
+      const reason = oneLine(text);
       await transitionInstance(db.kysely, instanceId, 'ERROR', { fail_reason: reason, pid: null });
       logger?.warn({ instanceId, reason }, 'instance create failed');
     },
