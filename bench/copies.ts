@@ -219,7 +219,7 @@ async function main(): Promise<void> {
       }),
     );
     const env = { ...ternEnv(), TERN_CONFIG: config };
-    const flags = ternNodeFlags().split(' ').filter(Boolean);
+    const flags = ternNodeFlags();
     const cli = [NODE, ...flags, join(ROOT, 'src/main/cli.ts'), 'serve'];
     children.push(await start(cli, { ...env, TERN_WORKER: 'off' }, join(dir, 'api.log'), /serving on/));
     for (let i = 0; i < WORKERS; i++) {

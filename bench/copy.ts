@@ -139,10 +139,7 @@ async function withServersCpu<R extends Result>(run: () => Promise<R>): Promise<
 async function tern(dir: string, location: string): Promise<Result & { checksum: string }> {
   const backupId = randomUUID();
   const dbFile = join(dir, `${backupId}.sqlite`);
-  const m = await measure(
-    [NODE, ...ternNodeFlags().split(' ').filter(Boolean), import.meta.filename, 'child', dbFile, backupId, location],
-    ternEnv(),
-  );
+  const m = await measure([NODE, ...ternNodeFlags(), import.meta.filename, 'child', dbFile, backupId, location], ternEnv());
   const f = JSON.parse(m.stdout) as { seconds: number; status: string; checksum: string; maxRssMiB: number };
   if (f.status !== 'COMPLETED') throw new Error(`Tern copy ended ${f.status}`);
   // The copy's own objects are removed before the next contender runs.
@@ -204,15 +201,7 @@ async function resume(dir: string, location: string, total: number): Promise<str
   const dbFile = join(dir, `${backupId}.sqlite`);
   const logFile = join(dir, `${backupId}.log`);
   const killAt = Math.floor(total * 0.9);
-  const argv = [
-    ...ternNodeFlags().split(' ').filter(Boolean),
-    import.meta.filename,
-    'child',
-    dbFile,
-    backupId,
-    location,
-    logFile,
-  ];
+  const argv = [...ternNodeFlags(), import.meta.filename, 'child', dbFile, backupId, location, logFile];
   const first = spawn(NODE, argv, { stdio: 'ignore', env: ternEnv() });
   const killed = new Promise<void>((done) => first.on('exit', () => done()));
   for (;;) {

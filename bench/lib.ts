@@ -168,10 +168,9 @@ export function ternEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv
  * The Node flags bin/tern runs Tern with, so a measured child runs as production does;
  * BENCH_NODE_FLAGS replaces them to compare settings.
  */
-export function ternNodeFlags(): string {
-  if (process.env.BENCH_NODE_FLAGS !== undefined) return process.env.BENCH_NODE_FLAGS;
-  const match = /^node_flags=\(([^)]*)\)/m.exec(binTern());
-  return match?.[1] ?? '';
+export function ternNodeFlags(): string[] {
+  const flags = process.env.BENCH_NODE_FLAGS ?? /^node_flags=\(([^)]*)\)/m.exec(binTern())?.[1] ?? '';
+  return flags.split(' ').filter(Boolean);
 }
 
 let binTernText: string | undefined;
@@ -189,8 +188,7 @@ function binTern(): string {
 export function runAsTern(): void {
   const mark = 'TERN_BENCH_AS_TERN';
   if (process.env[mark] === '1') return;
-  const flags = ternNodeFlags().split(' ').filter(Boolean);
-  const argv = [...flags, process.argv[1], ...process.argv.slice(2)];
+  const argv = [...ternNodeFlags(), process.argv[1], ...process.argv.slice(2)];
   const child = spawnSync(NODE, argv, { stdio: 'inherit', env: { ...ternEnv(), [mark]: '1' } });
   process.exit(child.status ?? 1);
 }

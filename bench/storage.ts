@@ -90,9 +90,10 @@ async function child([op, kind, key, file, size, md5, dir]: string[]): Promise<v
   let bytes = 0;
   if (op === 'upload') {
     const { createReadStream } = await import('node:fs');
-    // 256 KiB reads, as the fs driver reads files. With fs streams' 64 KiB default, a fresh Buffer
-    // and a read per 64 KiB cost the child 1.7-2.3 CPU s per GiB instead of 1.5-1.8 (Swift and
-    // S3 uploads, 2 runs each); curl reads into one buffer it reuses.
+    // 256 KiB reads, as the fs driver reads files (its READ_CHUNK, not imported: a Swift or S3
+    // child loads no fs driver code). With fs streams' 64 KiB default, a fresh Buffer and a read
+    // per 64 KiB cost the child 1.7-2.3 CPU s per GiB instead of 1.5-1.8 (Swift and S3 uploads,
+    // 2 runs each); curl reads into one buffer it reuses.
     const source = createReadStream(file, { highWaterMark: 256 * 1024 });
     const result = await driver.put(key, source, { size: Number(size), md5 });
     bytes = result.size;
@@ -139,8 +140,10 @@ interface Row {
 async function tern(op: string, kind: Kind, key: string, file: string, size: number, md5: string, dir: string) {
   const env = ternEnv();
   delete env.AWS_CA_BUNDLE;
-  const flags = ternNodeFlags().split(' ').filter(Boolean);
-  const m = await measure([NODE, ...flags, import.meta.filename, 'child', op, kind, key, file, String(size), md5, dir], env);
+  const m = await measure(
+    [NODE, ...ternNodeFlags(), import.meta.filename, 'child', op, kind, key, file, String(size), md5, dir],
+    env,
+  );
   const figures = JSON.parse(m.stdout) as {
     seconds: number;
     maxRssMiB: number;
