@@ -234,6 +234,12 @@ for (const testDb of TEST_DBS) {
       const lease = new AbortController();
       const first = spyTarget(r.target, { after: 3, fault: () => lease.abort(new StorageUnavailable('lease lost')) });
       await assert.rejects(task(first.driver, 1).run({ backupId: id }, jobContext(lease.signal)), /lease lost/);
+      // A fresh copy has nothing to look for in the target: it asks about no segment.
+      const segmentKeys = [1, 2, 3, 4, 5, 6].map((n) => segmentKey(id, n));
+      assert.deepEqual(
+        first.heads.filter((k) => segmentKeys.includes(k)),
+        [],
+      );
       assert.equal((await row(db, id)).status, 'BUILDING');
       const recorded = (await finishedParts(db.kysely, id)).map((p) => p.part_number);
       assert.deepEqual(recorded, [1, 2, 3]);

@@ -133,14 +133,18 @@ export function filesUnder(dir: string): string[] {
 export function spyTarget(
   real: StorageDriver,
   options: { after?: number; fault?: (key: string) => void } = {},
-): { driver: StorageDriver; puts: string[] } {
+): { driver: StorageDriver; puts: string[]; heads: string[] } {
   const puts: string[] = [];
+  const heads: string[] = [];
   const driver: StorageDriver = {
     kind: real.kind,
     endpoint: real.endpoint,
     locationOf: (key) => real.locationOf(key),
     keyOf: (location) => real.keyOf(location),
-    head: (key, signal) => real.head(key, signal),
+    head: (key, signal) => {
+      heads.push(key);
+      return real.head(key, signal);
+    },
     get: (key, opts) => real.get(key, opts),
     async put(key: string, body: Readable, opts?: PutOptions) {
       const result = await real.put(key, body, opts);
@@ -157,5 +161,5 @@ export function spyTarget(
     limits: () => real.limits(),
     close: () => real.close(),
   };
-  return { driver, puts };
+  return { driver, puts, heads };
 }
