@@ -1,6 +1,7 @@
-import { type Dispatcher, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import { ConfigError, StorageAuthFailed, StorageUnavailable } from '../../../errors.ts';
 import { header, netError, readJson, statusError } from './http.ts';
+import { request } from './undici.ts';
 
 // Swift authentication: TempAuth (v1.0) and Keystone v3 (password, token, application credential),
 // or a fixed token with a configured storage URL. A session is cached and shared by concurrent

@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
-import { Agent, request } from 'undici';
 import { StorageAuthFailed, StorageUnavailable } from '../../../errors.ts';
 import { type Session, SwiftAuth, type SwiftAuthConfig } from './auth.ts';
 import { backoff, drain, netError, type Response, readJson, statusError } from './http.ts';
+import { Agent, request } from './undici.ts';
 
 // One Swift account over a pooled undici Agent: every request carries a valid token; requests
 // that may be sent again are retried on 5xx and network errors, and once after re-authenticating
