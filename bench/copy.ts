@@ -7,11 +7,15 @@
 //   rclone rclone copyto r1:<src>/<manifest> r2:<dst>/<manifest> (swift remotes, auth v1)
 //   curl   curl GET region1 | curl -T - PUT region2 (one chunked upload, no checks)
 //
+// After the table, a bound per size: both Swift clusters share the machine's cores with the
+// contenders, so no copy can beat the CPU its servers and Tern spend divided by the cores.
+//
 // Then a resume test: the Tern copy is SIGKILLed at ~90% of its segments and run again; it prints
 // how many segments were sent again (at most the ones in flight, i.e. <= parallelism).
 //
 // Run: node_modules/.bin/node bench/copy.ts
 //   env BENCH_SIZES=1024,4096 (MiB)  BENCH_PARALLELISM=4 (config copy.parallelism default)
+//       BENCH_TERN_RUNS=3 (Tern copies per size; its row is the run of median time)
 // Needs scripts/swift-regions.sh start; installs rclone from Debian when missing. Everything written
 // (source and target containers, the SQLite files) is removed at the end.
 
@@ -43,6 +47,9 @@ const SOURCE = 'tern-bench-copy-src';
 const TARGET = 'tern-bench-copy';
 const SEGMENT = 64 * MiB;
 const PARALLELISM = Number(process.env.BENCH_PARALLELISM ?? 4);
+// Tern's peak RSS varies by up to 20 MiB from run to run (when V8 collects the chunks it has read), so
+// one run per size cannot tell whether it grows with the size.
+const TERN_RUNS = Math.max(1, Number(process.env.BENCH_TERN_RUNS ?? 3));
 
 function swift(region: 1 | 2, container: string): SwiftDriver {
   const authUrl = `http://127.0.0.1:${8080 + region}/auth/v1.0`;
@@ -251,15 +258,22 @@ async function main(): Promise<void> {
   const source = swift(1, SOURCE);
   const lines: string[] = [];
   const table: { sizeMiB: number; results: Result[] }[] = [];
+  const rss: string[] = [];
   try {
     for (const sizeMiB of sizes) {
       const backup = await seed(source, sizeMiB);
       const location = source.locationOf(backup.key);
       log(`seeded ${sizeMiB} MiB in ${backup.segments.length} segments: ${location}`);
       const results: Result[] = [];
-      const t = await withServersCpu(() => tern(dir, location));
-      if (t.checksum !== backup.etag) throw new Error(`Tern copy checksum ${t.checksum} != source ${backup.etag}`);
+      const runs: Result[] = [];
+      for (let run = 0; run < TERN_RUNS; run++) {
+        const t = await withServersCpu(() => tern(dir, location));
+        if (t.checksum !== backup.etag) throw new Error(`Tern copy checksum ${t.checksum} != source ${backup.etag}`);
+        runs.push(t);
+      }
+      const t = medianRun(runs);
       results.push(t);
+      rss.push(`${sizeMiB} MiB ${spread(runs.map((r) => r.peakRssMiB))} MiB`);
       log(`${sizeMiB} MiB tern ${fmt(mbps(sizeMiB * MiB, t.seconds))} MB/s, ${fmt(t.peakRssMiB)} MiB`);
       const r = await withServersCpu(() => rclone(backup.key));
       results.push(r);
@@ -291,7 +305,45 @@ async function main(): Promise<void> {
       );
     }
   }
+  for (const { sizeMiB, results } of table) console.log(cpuBound(sizeMiB, results));
+  console.log(`Tern peak RSS over ${TERN_RUNS} runs, min-max (median): ${rss.join(', ')}`);
   for (const l of lines) console.log(l);
+}
+
+/** The run of median time, its note extended with the spread of all runs' times. */
+function medianRun(runs: Result[]): Result {
+  const sorted = [...runs].sort((a, b) => a.seconds - b.seconds);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  if (runs.length === 1) return median;
+  return {
+    ...median,
+    note: `${median.note}; median of ${runs.length} runs, ${spread(
+      runs.map((r) => r.seconds),
+      1,
+    )} s`,
+  };
+}
+
+/** "min-max (median)" of a few figures. */
+function spread(values: number[], digits = 0): string {
+  const sorted = [...values].sort((a, b) => a - b);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  return `${fmt(sorted[0], digits)}-${fmt(sorted[sorted.length - 1], digits)} (${fmt(median, digits)})`;
+}
+
+/**
+ * What the cores allow: the two Swift clusters run on the same cores as the contenders, so a copy
+ * cannot take less than the CPU it needs (Swift's servers' plus Tern's) over the cores.
+ */
+function cpuBound(sizeMiB: number, [tern, rcloneRun]: Result[]): string {
+  const cores = availableParallelism();
+  const servers = tern.serversCpuSeconds ?? 0;
+  const floor = (servers + tern.cpuSeconds) / cores;
+  return (
+    `${sizeMiB} MiB bound: Swift's servers spent ${fmt(servers, 1)} CPU s on Tern's copy and Tern ${fmt(tern.cpuSeconds, 1)}; ` +
+    `on ${cores} cores that takes at least ${fmt(floor, 1)} s (${fmt(mbps(sizeMiB * MiB, floor))} MB/s), ` +
+    `${fmt(rcloneRun.seconds / floor, 2)}x rclone's time; with Swift's share alone, ${fmt((rcloneRun.seconds * cores) / servers, 2)}x`
+  );
 }
 
 async function dropContainers(): Promise<void> {
