@@ -255,12 +255,10 @@ async function main(): Promise<void> {
   });
   if (ensure.status !== 0) throw new Error('could not install rclone (apt_ensure rclone failed)');
   const dir = mkdtempSync(join(process.env.BENCH_DIR ?? '/var/tmp', 'tern-bench-copy-'));
-  const info = (await (await fetch('http://127.0.0.1:8082/info')).json()) as { swift: { max_file_size: number } };
-  const maxFileSize = info.swift.max_file_size;
+  const maxFileSize = await maxObjectSize(2);
   const source = swift(1, SOURCE);
   const lines: string[] = [];
-  const table: { sizeMiB: number; results: Result[] }[] = [];
-  const rss: string[] = [];
+  const table: { sizeMiB: number; results: Result[]; ternRssMiB: number[] }[] = [];
   try {
     for (const sizeMiB of sizes) {
       const backup = await seed(source, sizeMiB);
@@ -275,7 +273,6 @@ async function main(): Promise<void> {
       }
       const t = medianRun(runs);
       results.push(t);
-      rss.push(`${sizeMiB} MiB ${spread(runs.map((r) => r.peakRssMiB))} MiB`);
       log(`${sizeMiB} MiB tern ${fmt(mbps(sizeMiB * MiB, t.seconds))} MB/s, ${fmt(t.peakRssMiB)} MiB`);
       const r = await withServersCpu(() => rclone(backup.key));
       results.push(r);
@@ -290,7 +287,7 @@ async function main(): Promise<void> {
           `${sizeMiB} MiB: no curl | curl run, the object would exceed region2's max_file_size (${fmt(maxFileSize / MiB)} MiB)`,
         );
       }
-      table.push({ sizeMiB, results });
+      table.push({ sizeMiB, results, ternRssMiB: runs.map((r) => r.peakRssMiB) });
       if (sizeMiB === sizes[0]) lines.push(await resume(dir, location, backup.segments.length));
       await source.delete(backup.key);
     }
@@ -315,14 +312,14 @@ async function main(): Promise<void> {
     }
   }
   for (const { sizeMiB, results } of table) console.log(cpuBound(sizeMiB, results));
+  const rss = table.map(({ sizeMiB, ternRssMiB }) => `${sizeMiB} MiB ${spread(ternRssMiB)} MiB`);
   console.log(`Tern peak RSS over ${TERN_RUNS} runs, min-max (median): ${rss.join(', ')}`);
   for (const l of lines) console.log(l);
 }
 
 /** The run of median time, its note extended with the spread of all runs' times. */
 function medianRun(runs: Result[]): Result {
-  const sorted = [...runs].sort((a, b) => a.seconds - b.seconds);
-  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  const median = middle([...runs].sort((a, b) => a.seconds - b.seconds));
   if (runs.length === 1) return median;
   return {
     ...median,
@@ -336,8 +333,22 @@ function medianRun(runs: Result[]): Result {
 /** "min-max (median)" of a few figures. */
 function spread(values: number[], digits = 0): string {
   const sorted = [...values].sort((a, b) => a - b);
-  const median = sorted[Math.floor((sorted.length - 1) / 2)];
-  return `${fmt(sorted[0], digits)}-${fmt(sorted[sorted.length - 1], digits)} (${fmt(median, digits)})`;
+  return `${fmt(sorted[0], digits)}-${fmt(sorted[sorted.length - 1], digits)} (${fmt(middle(sorted), digits)})`;
+}
+
+/** The median of a sorted list (the lower one of an even count). */
+function middle<T>(sorted: T[]): T {
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+/** The largest object a region's Swift takes in one PUT (its /info max_file_size, as the driver reads it). */
+async function maxObjectSize(region: 1 | 2): Promise<number> {
+  const driver = swift(region, TARGET);
+  try {
+    return (await driver.limits()).maxSegmentSize;
+  } finally {
+    await driver.close();
+  }
 }
 
 /**
