@@ -93,18 +93,7 @@ export async function startMariadb(options: MariadbStartOptions): Promise<Manage
     await assertReachable(layout.dataDir, user);
     await mkdir(mariadbTmpDir(layout), { recursive: true });
     if (user) await chownTree(layout.dataDir, user);
-    await runTool(
-      BIN.mariadbInstallDb,
-      [
-        '--no-defaults',
-        `--datadir=${layout.dbDir}`,
-        `--tmpdir=${mariadbTmpDir(layout)}`,
-        ...(user ? [`--user=${user.name}`] : []),
-        '--skip-test-db',
-        '--skip-name-resolve',
-      ],
-      { signal: options.signal },
-    );
+    await runTool(BIN.mariadbInstallDb, mariadbInstallDbArgs(layout, user), { signal: options.signal });
     // The server runs this file before it accepts connections, so root is never without a
     // password; it is 0600, readable only by the server's user, and gone once the server is up.
     const initFile = join(layout.runDir, 'init.sql');
@@ -166,6 +155,18 @@ export async function runMariadb(
     if (socket.own) await removeQuietly(socket.dir);
     throw err;
   });
+}
+
+/** mariadb-install-db's arguments: it runs a server too, which needs the instance's own tmpdir. */
+export function mariadbInstallDbArgs(layout: Layout, user: OsUser | null): string[] {
+  return [
+    '--no-defaults',
+    `--datadir=${layout.dbDir}`,
+    `--tmpdir=${mariadbTmpDir(layout)}`,
+    ...(user ? [`--user=${user.name}`] : []),
+    '--skip-test-db',
+    '--skip-name-resolve',
+  ];
 }
 
 function mariadbdArgs(layout: Layout, state: ServerState, user: OsUser | null, initFile?: string): string[] {
