@@ -43,6 +43,12 @@ export interface ByteRange {
   end: number;
 }
 
+export interface GetOptions {
+  range?: ByteRange;
+  ifMatch?: string;
+  signal?: AbortSignal;
+}
+
 export interface PutOptions {
   metadata?: ObjectMetadata;
   /** When given, the driver fails with IntegrityError (and leaves nothing visible) on mismatch. */
@@ -74,8 +80,12 @@ export interface StorageDriver {
 
   /** Metadata of an object, or null if it does not exist. */
   head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null>;
-  /** Streams the object's bytes (a manifest streams its segments in order). Throws ObjectNotFound. */
-  get(key: string, options?: { range?: ByteRange; signal?: AbortSignal }): Promise<Readable>;
+  /**
+   * Streams the object's bytes (a manifest streams its segments in order). Throws ObjectNotFound.
+   * With ifMatch (an etag as head() reports it), throws IntegrityError instead of reading an object
+   * whose etag is no longer that one: ranged reads of one object then cannot mix two versions.
+   */
+  get(key: string, options?: GetOptions): Promise<Readable>;
   /**
    * Streams body into the object. Nothing is visible under key until all bytes arrived and
    * matched options.md5/size; on any failure nothing is left behind.

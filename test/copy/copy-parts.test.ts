@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { copyBackupTask } from '../../src/backups/tasks/copy.ts';
@@ -12,6 +13,7 @@ import type { ByteRange, StorageDriver } from '../../src/storage/driver.ts';
 import { SwiftDriver } from '../../src/storage/drivers/swift.ts';
 import { segmentKey } from '../../src/storage/keys.ts';
 import { manifestEtag } from '../../src/streams/swift-etag.ts';
+import { swiftObjectFile } from '../faults/helpers.ts';
 import { TEST_DBS } from '../helpers/db.ts';
 import { dropContainer, ensureSwiftRegions, swiftConfig } from '../helpers/swift.ts';
 import { insertCopyRow, jobContext, listKeys, MARIADB, md5, readAll, row, spyTarget } from './helpers.ts';
@@ -147,26 +149,53 @@ for (const testDb of TEST_DBS) {
       assert.deepEqual(await finishedParts(db.kysely, id), []);
     });
 
-    it('a source whose bytes no longer have its MD5 fails the whole check: FAILED, nothing left in region2', async () => {
+    it('a source replaced mid-copy fails at its next part (If-Match): FAILED, nothing left in region2', async () => {
       const bytes = randomBytes(4 * PART);
       const { id, key } = await seed(bytes);
-      // The source object is replaced (same size, other bytes) after the first part was copied:
-      // every part copies cleanly, only the whole-object MD5 can tell.
-      let replaced: Promise<unknown> = Promise.resolve();
+      // Same size, other bytes, so another ETag: the next ranged GET must not mix the two versions.
       const spy = spyTarget(target, {
         after: 1,
-        fault: () => {
-          replaced = source.put(key, Readable.from([randomBytes(bytes.length)]), { metadata: MARIADB });
-        },
+        fault: () => source.put(key, Readable.from([randomBytes(bytes.length)]), { metadata: MARIADB }),
       });
+      ranges = [];
       const handler = task(spy.driver, 1);
       const err = await handler.run({ backupId: id }, jobContext()).then(
         () => assert.fail('the copy must fail'),
         (e: Error) => e,
       );
-      await replaced;
+      assert.match(err.message, /copying part 2 of 4 .*the object changed, its ETag is no longer/);
+      assert.deepEqual(spy.puts, [segmentKey(id, 1)], 'no part after the replacement is sent');
+      assert.equal(ranges.length, 2);
+      await handler.onGiveUp!({ backupId: id }, err);
+      const failed = await row(db, id);
+      assert.equal(failed.status, 'FAILED');
+      assert.match(failed.fail_reason!, /the object changed/);
+      assert.deepEqual(
+        (await listKeys(target)).filter((k) => k.startsWith(id)),
+        [],
+      );
+    });
+
+    it('a source whose bytes no longer have its MD5 fails the whole check: FAILED, nothing left in region2', async () => {
+      // Bit rot on the source's disk: Swift keeps the ETag and checks its MD5 only on a read from
+      // the first byte to the last, so every part copies cleanly and only the whole-object MD5 can
+      // tell. (The object is bigger than the servers' 1 MiB disk reads: a ranged read of a smaller
+      // one reads it all, and Swift quarantines it.)
+      const bytes = randomBytes(12 * PART);
+      const { id, key } = await seed(bytes);
+      const file = swiftObjectFile(1, c1, key);
+      const onDisk = readFileSync(file);
+      onDisk[onDisk.length / 2] ^= 0xff;
+      writeFileSync(file, onDisk);
+      const spy = spyTarget(target);
+      ranges = [];
+      const handler = task(spy.driver, 2);
+      const err = await handler.run({ backupId: id }, jobContext()).then(
+        () => assert.fail('the copy must fail'),
+        (e: Error) => e,
+      );
       assert.match(err.message, /checksum mismatch on the copied parts/);
-      assert.equal(spy.puts.length, 4, 'every part landed; the mismatch is only visible as a whole');
+      assert.equal(spy.puts.length, 12, 'every part landed; the mismatch is only visible as a whole');
       await handler.onGiveUp!({ backupId: id }, err);
       const failed = await row(db, id);
       assert.equal(failed.status, 'FAILED');

@@ -132,7 +132,7 @@ export function filesUnder(dir: string): string[] {
  */
 export function spyTarget(
   real: StorageDriver,
-  options: { after?: number; fault?: (key: string) => void } = {},
+  options: { after?: number; fault?: (key: string) => unknown } = {},
 ): { driver: StorageDriver; puts: string[]; heads: string[] } {
   const puts: string[] = [];
   const heads: string[] = [];
@@ -149,7 +149,8 @@ export function spyTarget(
     async put(key: string, body: Readable, opts?: PutOptions) {
       const result = await real.put(key, body, opts);
       puts.push(key);
-      if (options.after !== undefined && puts.length === options.after) options.fault?.(key);
+      // A fault that returns a promise (a replacement upload, say) is over before the copy goes on.
+      if (options.after !== undefined && puts.length === options.after) await options.fault?.(key);
       return result;
     },
     delete: (key, signal) => real.delete(key, signal),

@@ -45,9 +45,9 @@ export function chunked(data: Buffer, chunkSize = 256 * 1024): Readable {
   );
 }
 
-export async function readAll(driver: StorageDriver, key: string, range?: ByteRange): Promise<Buffer> {
+export async function readAll(driver: StorageDriver, key: string, range?: ByteRange, ifMatch?: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of await driver.get(key, { range })) chunks.push(chunk as Buffer);
+  for await (const chunk of await driver.get(key, { range, ifMatch })) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
 
@@ -162,6 +162,23 @@ export function storageContract(name: string, setup: () => Promise<ContractSetup
         const got = await readAll(driver, `${prefix}ranged`, { start, end });
         assert.deepEqual(got, data.subarray(start, end + 1), `range ${start}-${end}`);
       }
+    });
+
+    it('reads with ifMatch only the version it names; a replaced object fails with IntegrityError', async () => {
+      const first = randomBytes(1000);
+      await put('versioned', first);
+      const k = `${prefix}versioned`;
+      const etag = (await driver.head(k))!.etag;
+      assert.equal(etag, md5(first));
+      assert.deepEqual(await readAll(driver, k, { start: 10, end: 19 }, etag), first.subarray(10, 20));
+      assert.deepEqual(await readAll(driver, k, undefined, etag), first);
+      // Replaced by other bytes of the same size, as a re-uploaded backup would be.
+      const second = randomBytes(1000);
+      await put('versioned', second);
+      await assert.rejects(readAll(driver, k, { start: 10, end: 19 }, etag), IntegrityError);
+      await assert.rejects(readAll(driver, k, undefined, etag), IntegrityError);
+      assert.deepEqual(await readAll(driver, k, { start: 10, end: 19 }, md5(second)), second.subarray(10, 20));
+      await assert.rejects(readAll(driver, `${prefix}missing`, { start: 0, end: 1 }, etag), ObjectNotFound);
     });
 
     it('refuses a put with the wrong md5 or size and leaves nothing visible', async () => {
@@ -299,6 +316,14 @@ export function storageContract(name: string, setup: () => Promise<ContractSetup
           const got = await readAll(driver, manifest(), { start, end });
           assert.deepEqual(got, whole.subarray(start, end + 1), `range ${start}-${end}`);
         }
+      });
+
+      it('reads a manifest with ifMatch: its checksum passes, another fails with IntegrityError', async () => {
+        const etag = manifestEtag(segments.map((seg) => seg.etag));
+        assert.deepEqual(await readAll(driver, manifest(), { start: 5, end: 50 }, etag), whole.subarray(5, 51));
+        const other = md5(Buffer.from('another version'));
+        await assert.rejects(readAll(driver, manifest(), { start: 5, end: 50 }, other), IntegrityError);
+        await assert.rejects(readAll(driver, manifest(), undefined, other), IntegrityError);
       });
 
       it('refuses a manifest naming a segment with the wrong etag or size, or a missing one', async () => {

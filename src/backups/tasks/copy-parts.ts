@@ -16,8 +16,9 @@ import { runBounded, withContext } from './copy-segments.ts';
 // A plain object's ETag is the MD5 of all its bytes, and MD5s of parts cannot be combined into it.
 // So once every part is in place the target segments are read back in order (local traffic, not
 // the cross-region link) and their MD5 compared with the source's ETag; only then is the manifest
-// published, so nothing is visible under the backup's key before the whole is proven equal. The
-// same check catches a source that changed between parts.
+// published, so nothing is visible under the backup's key before the whole is proven equal. Each
+// ranged GET is conditional on the source's ETag, so a source replaced mid-copy fails the copy at
+// its next part; the final check would catch it too, after the rest had crossed regions.
 
 export interface PartCopy {
   db: Db;
@@ -111,7 +112,8 @@ async function copyPartWithRetries(
 ): Promise<string> {
   for (let attempt = 0; ; attempt++) {
     try {
-      const body = await c.source.get(c.sourceKey, { range: { start: part.start, end: part.end }, signal });
+      const range = { start: part.start, end: part.end };
+      const body = await c.source.get(c.sourceKey, { range, ifMatch: c.head.etag, signal });
       // Its errors reach us through the PUT; an abort before the PUT reads must not go unheard.
       body.on('error', () => {});
       try {

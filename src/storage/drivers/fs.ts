@@ -9,7 +9,7 @@ import { BadRequest, ConfigError, IntegrityError, InvalidKey, ObjectNotFound } f
 import { createDigestStream } from '../../streams/hash.ts';
 import { manifestEtag } from '../../streams/swift-etag.ts';
 import { verifyDigest } from '../../streams/verify.ts';
-import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
+import type { GetOptions, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
 import { assertSafeKey, ownSegmentKey } from '../keys.ts';
 import { CONTAINER_NAME, META_DIR, publish, readSidecar, type Sidecar, type SidecarFields } from './fs-sidecar.ts';
 import { removeStaleTemps } from './fs-temps.ts';
@@ -102,15 +102,20 @@ export class FsDriver implements StorageDriver {
     }
   }
 
-  async get(key: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<Readable> {
+  async get(key: string, options: GetOptions = {}): Promise<Readable> {
     this.check(key);
-    const { range, signal } = options;
+    const { range, ifMatch, signal } = options;
     const what = `get ${this.locationOf(key)}`;
     signal?.throwIfAborted();
     const file = await this.open(key, what);
     if (!file) throw new ObjectNotFound(`${what}: not found`);
     const { handle, stat } = file;
     try {
+      // Checked on the open file, which a later replacement (a rename) does not change.
+      if (ifMatch !== undefined) {
+        const { etag } = await this.describe(key, handle, stat, signal);
+        if (etag !== ifMatch) throw new IntegrityError(`${what}: the object changed, its etag is no longer ${ifMatch}`);
+      }
       const sidecar = await this.sidecar(key, stat);
       const span = byteSpan(range, sidecar?.size ?? stat.size, what);
       if (sidecar?.segmented) {

@@ -97,6 +97,7 @@ export function s3Error(err: unknown, what: string, bucket: string, signal?: Abo
     return new ObjectNotFound(`${what}: not found (${name})`);
   }
   if (name === 'BadDigest' || name === 'InvalidDigest') return new IntegrityError(`${what}: S3 rejected the bytes (${name})`);
+  if (name === 'PreconditionFailed' || status === 412) return new IntegrityError(`${what}: the object changed (${name})`);
   if (name === 'EntityTooLarge') return new OverLimit(`${what}: object too large for S3 (${name})`);
   if (name === 'InvalidRange' || status === 416) return new BadRequest(`${what}: range not satisfiable`);
   if (

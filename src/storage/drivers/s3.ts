@@ -9,7 +9,16 @@ import {
 } from '@aws-sdk/client-s3';
 import { BadRequest, IntegrityError, ObjectNotFound, OverLimit } from '../../errors.ts';
 import { manifestEtag } from '../../streams/swift-etag.ts';
-import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
+import type {
+  ByteRange,
+  GetOptions,
+  ObjectInfo,
+  ObjectMetadata,
+  PutOptions,
+  PutResult,
+  SegmentInfo,
+  StorageDriver,
+} from '../driver.ts';
 import { assertSafeKey, ownSegmentKey } from '../keys.ts';
 import { S3Connection, type S3DriverConfig } from './s3-connection.ts';
 import { type ManifestOps, readManifest, segmentBytes } from './s3-manifest.ts';
@@ -64,10 +73,15 @@ export class S3Driver extends S3Connection implements StorageDriver {
   }
 
   async head(key: string, signal?: AbortSignal): Promise<ObjectInfo | null> {
+    return (await this.headWithEtag(key, signal))?.info ?? null;
+  }
+
+  /** head() and the ETag S3 itself gives the object (for a multipart upload not an MD5 of its bytes). */
+  private async headWithEtag(key: string, signal?: AbortSignal): Promise<{ info: ObjectInfo; s3Etag?: string } | null> {
     assertSafeKey(key);
     try {
       const res = await this.client.send(new HeadObjectCommand(this.at(key)), { abortSignal: signal });
-      return infoOf(key, res);
+      return { info: infoOf(key, res), s3Etag: res.ETag };
     } catch (err) {
       const mapped = s3Error(err, `head ${this.locationOf(key)}`, this.config.bucket, signal);
       if (mapped instanceof ObjectNotFound) return null;
@@ -75,9 +89,9 @@ export class S3Driver extends S3Connection implements StorageDriver {
     }
   }
 
-  async get(key: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<Readable> {
+  async get(key: string, options: GetOptions = {}): Promise<Readable> {
     assertSafeKey(key);
-    const { range, signal } = options;
+    const { range, ifMatch, signal } = options;
     const what = `get ${this.locationOf(key)}`;
     if (
       range &&
@@ -85,14 +99,22 @@ export class S3Driver extends S3Connection implements StorageDriver {
     ) {
       throw new BadRequest(`${what}: invalid range ${range.start}-${range.end}`);
     }
-    // A Range would apply to a manifest's JSON, so ranged reads look at the object first.
-    const info = range ? await this.head(key, signal) : null;
-    if (range && !info) throw new ObjectNotFound(`${what}: not found`);
-    if (info?.segmented) return this.manifestStream(key, info.size, range, signal);
+    // A Range would apply to a manifest's JSON, and our etag is not always S3's, so ranged and
+    // conditional reads look at the object first; S3 then checks that the GET finds the same one.
+    const looked = range || ifMatch !== undefined ? await this.headWithEtag(key, signal) : null;
+    if ((range || ifMatch !== undefined) && !looked) throw new ObjectNotFound(`${what}: not found`);
+    if (ifMatch !== undefined && looked?.info.etag !== ifMatch) {
+      throw new IntegrityError(`${what}: the object changed, its etag is no longer ${ifMatch}`);
+    }
+    if (looked?.info.segmented) return this.manifestStream(key, looked.info.size, range, signal);
     const res = await this.send(
       what,
       signal,
-      new GetObjectCommand({ ...this.at(key), Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
+      new GetObjectCommand({
+        ...this.at(key),
+        Range: range ? `bytes=${range.start}-${range.end}` : undefined,
+        IfMatch: ifMatch !== undefined ? looked?.s3Etag : undefined,
+      }),
     );
     if (lower(res.Metadata)[MANIFEST]) {
       (res.Body as Readable).destroy();

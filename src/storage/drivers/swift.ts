@@ -3,7 +3,7 @@ import { finished } from 'node:stream/promises';
 import { BadRequest, ConfigError, IntegrityError, ObjectNotFound, StorageAuthFailed, StorageUnavailable } from '../../errors.ts';
 import { createDigestStream } from '../../streams/hash.ts';
 import { manifestEtag } from '../../streams/swift-etag.ts';
-import type { ByteRange, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
+import type { GetOptions, ObjectInfo, ObjectMetadata, PutOptions, PutResult, SegmentInfo, StorageDriver } from '../driver.ts';
 import { assertSafeKey } from '../keys.ts';
 import { SwiftClient, type SwiftClientOptions } from './swift/client.ts';
 import {
@@ -112,7 +112,7 @@ export class SwiftDriver implements StorageDriver {
     return this.headIn(segment.container ?? this.container, segment.key, signal);
   }
 
-  get(key: string, options: { range?: ByteRange; signal?: AbortSignal } = {}): Promise<Readable> {
+  get(key: string, options: GetOptions = {}): Promise<Readable> {
     return this.getIn(this.container, key, options);
   }
 
@@ -133,8 +133,8 @@ export class SwiftDriver implements StorageDriver {
     return objectInfo(key, res);
   }
 
-  private async getIn(container: string, key: string, options: { range?: ByteRange; signal?: AbortSignal }): Promise<Readable> {
-    const { range, signal } = options;
+  private async getIn(container: string, key: string, options: GetOptions): Promise<Readable> {
+    const { range, ifMatch, signal } = options;
     const what = await this.describe('get', key, signal, container);
     const headers: Record<string, string> = {};
     if (range) {
@@ -143,11 +143,20 @@ export class SwiftDriver implements StorageDriver {
       }
       headers.range = `bytes=${range.start}-${range.end}`;
     }
+    // Swift compares it with the object's ETag (an SLO's: the manifest checksum) and answers 412.
+    if (ifMatch !== undefined) {
+      if (!MD5_HEX.test(ifMatch)) throw new BadRequest(`${what}: ifMatch must be 32 lower-case hex digits`);
+      headers['if-match'] = `"${ifMatch}"`;
+    }
     const path = this.objectPath(key, container);
     const res = await this.client.send({ what, method: 'GET', path, headers, replayable: true, signal });
     if (res.statusCode === 404) {
       await drain(res);
       throw new ObjectNotFound(`${what}: not found`);
+    }
+    if (res.statusCode === 412) {
+      await drain(res);
+      throw new IntegrityError(`${what}: the object changed, its ETag is no longer ${ifMatch}`);
     }
     if (res.statusCode === 416) {
       await drain(res);
@@ -290,6 +299,17 @@ export class SwiftDriver implements StorageDriver {
   async segments(key: string, signal?: AbortSignal): Promise<SegmentInfo[] | null> {
     const what = await this.describe('segments of', key, signal);
     const path = `${this.objectPath(key)}?multipart-manifest=get`;
+    // A GET of a plain object would start sending its bytes, and for one no bigger than the
+    // servers' disk reads make Swift read it to the end (and quarantine it if it has rotted):
+    // the manifest's own headers say first what it is.
+    const head = await this.client.send({ what, method: 'HEAD', path, replayable: true, signal });
+    await drain(head);
+    if (head.statusCode === 404) throw new ObjectNotFound(`${what}: not found`);
+    if (head.statusCode !== 200) throw await unexpected(head, what);
+    if (header(head, 'x-static-large-object')?.toLowerCase() !== 'true') {
+      const dlo = header(head, 'x-object-manifest');
+      return dlo === undefined ? null : this.dloSegments(dlo, what, signal);
+    }
     const res = await this.client.send({ what, method: 'GET', path, replayable: true, signal });
     if (res.statusCode === 404) {
       await drain(res);
@@ -297,6 +317,7 @@ export class SwiftDriver implements StorageDriver {
     }
     if (res.statusCode !== 200) throw await unexpected(res, what);
     if (header(res, 'x-static-large-object')?.toLowerCase() !== 'true') {
+      // Replaced by a plain object since the HEAD.
       // A plain object answers with its bytes: do not read them (nor hear of their abort).
       res.body.on('error', () => {});
       res.body.destroy();
