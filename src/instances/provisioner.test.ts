@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,6 +15,8 @@ import {
 import { BadRequest, Conflict } from '../errors.ts';
 import { isRunning } from './process.ts';
 import { adopt, freePort, type ManagedServer, startMariadb, startPostgres } from './provisioner.ts';
+import { InstanceServers } from './registry.ts';
+import { removeOwnSocketDir, shortSocketDir } from './server.ts';
 
 // The local provisioner on real mariadbd and postgres processes.
 
@@ -131,6 +133,50 @@ describe('local provisioner', { timeout: 300_000 }, () => {
     assert.ok(existsSync(join(server.socketDir, `.s.PGSQL.${server.port}`)));
     await server.destroy();
     assert.ok(!existsSync(server.socketDir));
+  });
+
+  it('leaves no short socket folder behind a server that stopped: not when restarted, not when its folder goes', async () => {
+    const long = join(dir, 'another-rather-long-folder-name-'.repeat(3));
+    const deep = join(long, 'instance');
+    mkdirSync(deep, { recursive: true });
+    execFileSync('chmod', ['-R', 'o+x', long]);
+    const first = cleanup.server(await startPostgres({ dataDir: deep, rootPassword: PASSWORD }));
+    assert.equal(first.socketDir, shortSocketDir(deep));
+    // Stopped behind Tern's back (a reboot, an operator), with a stale file left in its socket
+    // folder: the next Tern adopts the instance folder and starts the server again.
+    await first.stop();
+    writeFileSync(join(first.socketDir, 'stale'), '');
+    const second = cleanup.server(await adopt(deep));
+    assert.equal(second.socketDir, first.socketDir);
+    assert.deepEqual(readdirSync(second.socketDir).sort(), [`.s.PGSQL.${second.port}`, `.s.PGSQL.${second.port}.lock`]);
+    assert.equal((await pgQuery(second, PASSWORD, 'SELECT 1 AS one')).rows[0].one, 1);
+    // Stopped again, then deleted by a Tern that holds no handle on it.
+    await second.stop();
+    await new InstanceServers().destroy('pg-long', deep);
+    assert.ok(!existsSync(deep));
+    assert.ok(!existsSync(second.socketDir), 'the socket folder went with the instance');
+  });
+
+  it('removes the short socket folder of an instance killed before it recorded one', async () => {
+    const deep = join(dir, 'killed-before-its-state-file-'.repeat(3), 'instance');
+    mkdirSync(deep, { recursive: true });
+    mkdirSync(shortSocketDir(deep));
+    await new InstanceServers().destroy('half-made', deep);
+    assert.ok(!existsSync(deep));
+    assert.ok(!existsSync(shortSocketDir(deep)));
+  });
+
+  it('removes only socket folders it made under /tmp, whatever the state file says', async () => {
+    const foreign = join(dir, 'tern-sock-not-ours');
+    mkdirSync(foreign);
+    await removeOwnSocketDir({ socketDir: foreign, ownSocketDir: true });
+    await removeOwnSocketDir({ socketDir: '/tmp/tern-sock-x/../..', ownSocketDir: true });
+    assert.ok(existsSync(foreign));
+    const made = mkdtempSync('/tmp/tern-sock-');
+    await removeOwnSocketDir({ socketDir: made, ownSocketDir: false });
+    assert.ok(existsSync(made), "a folder the caller chose is the caller's");
+    await removeOwnSocketDir({ socketDir: made, ownSocketDir: true });
+    assert.ok(!existsSync(made));
   });
 
   it('refuses a non-empty folder, an empty password and a busy fixed port', async () => {

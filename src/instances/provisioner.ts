@@ -3,7 +3,15 @@ import { Conflict, NotFound } from '../errors.ts';
 import { mariadbAcceptsConnections, runMariadb, runningMariadbPid } from './mariadb-process.ts';
 import { postmasterStatus, runningPostgresPid, runPostgres } from './postgres-process.ts';
 import { isRunning } from './process.ts';
-import { layoutOf, type ManagedServer, PortInUse, readState, serverHandle } from './server.ts';
+import {
+  layoutOf,
+  type ManagedServer,
+  PortInUse,
+  readState,
+  removeOwnSocketDir,
+  type ServerState,
+  serverHandle,
+} from './server.ts';
 
 // Tern's local provisioner: database servers as processes on this machine, each in its own
 // folder. This is the module other code imports; the per-datastore details live beside it.
@@ -35,6 +43,7 @@ export async function adopt(dataDir: string, options: { signal?: AbortSignal } =
       return serverHandle(layout, state, pid, 'SIGTERM');
     }
     return startAgain(
+      state,
       () => runMariadb(dataDir, { ...restart, port: state.port }),
       () => runMariadb(dataDir, restart),
     );
@@ -45,6 +54,7 @@ export async function adopt(dataDir: string, options: { signal?: AbortSignal } =
     return serverHandle(layout, state, pid, 'SIGINT');
   }
   return startAgain(
+    state,
     () => runPostgres(dataDir, { ...restart, port: state.port }),
     () => runPostgres(dataDir, restart),
   );
@@ -66,8 +76,16 @@ export async function runningServer(dataDir: string): Promise<ManagedServer | nu
   return pid ? serverHandle(layout, state, pid, 'SIGINT') : null;
 }
 
-/** Starts on the recorded port; if another process took it meanwhile, on a new one. */
-async function startAgain(samePort: () => Promise<ManagedServer>, newPort: () => Promise<ManagedServer>): Promise<ManagedServer> {
+/**
+ * Starts on the recorded port; if another process took it meanwhile, on a new one. A socket
+ * folder the server had under /tmp goes first: the new server makes its own.
+ */
+async function startAgain(
+  state: ServerState,
+  samePort: () => Promise<ManagedServer>,
+  newPort: () => Promise<ManagedServer>,
+): Promise<ManagedServer> {
+  await removeOwnSocketDir(state);
   try {
     return await samePort();
   } catch (err) {

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { processesUsing, removeQuietly, terminate } from './process.ts';
 import { adopt, type ManagedServer, runningServer } from './provisioner.ts';
+import { readState, removeOwnSocketDir, shortSocketDir } from './server.ts';
 
 // Handles on the servers this Tern process started or re-adopted, by instance id. The servers
 // themselves outlive Tern; after a restart, adopt() finds them again through their folders.
@@ -31,12 +32,18 @@ export class InstanceServers {
   async destroy(id: string, dataDir: string): Promise<void> {
     let server = this.#servers.get(id) ?? null;
     this.#servers.delete(id);
+    // Read before the folder goes: a server that is not running (killed) has no handle to remove
+    // the socket folder it had under /tmp.
+    const state = await readState(dataDir).catch(() => null);
     if (!server && existsSync(dataDir)) server = await runningServer(dataDir).catch(() => null);
     if (server) await server.destroy();
     // A restore's mbstream or mariabackup --prepare outlives a Tern killed under it, and would
     // go on writing into the folder the next attempt makes.
     for (const pid of processesUsing(dataDir)) await terminate(pid, 'SIGKILL', 10_000);
     await removeQuietly(dataDir);
+    if (state) await removeOwnSocketDir(state);
+    // Also when a killed Tern made it but never recorded it.
+    await removeQuietly(shortSocketDir(dataDir));
   }
 
   /** Every handle, e.g. for tests that must stop what they started. */

@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cancelled, Conflict } from '../errors.ts';
 import { childEnv, commandLine, isRunning, type OsUser, readFrom, removeQuietly, terminate } from './process.ts';
@@ -66,11 +67,46 @@ export function layoutOf(dataDir: string): Layout {
 // Unix socket paths are limited to 107 bytes; PostgreSQL's is "<dir>/.s.PGSQL.<port>".
 const MAX_SOCKET_DIR = 80;
 
-/** The socket folder to use: the caller's, run/ inside the instance, or a short one under /tmp. */
+/**
+ * The socket folder to use: the caller's, run/ inside the instance, or a short one under /tmp
+ * (made here, empty). Callers start a server only when none runs in the folder, so what an earlier
+ * server left in the short one is stale.
+ */
 export async function chooseSocketDir(layout: Layout, socketDir?: string): Promise<{ dir: string; own: boolean }> {
   if (socketDir) return { dir: socketDir, own: false };
   if (layout.runDir.length <= MAX_SOCKET_DIR) return { dir: layout.runDir, own: false };
-  return { dir: await mkdtemp('/tmp/tern-sock-'), own: true };
+  const dir = shortSocketDir(layout.dataDir);
+  // rm removes a symlink planted there, not what it points to; mkdir fails if one reappears.
+  await removeQuietly(dir);
+  await mkdir(dir, { mode: 0o700 });
+  return { dir, own: true };
+}
+
+const OWN_SOCKET_DIR_PREFIX = '/tmp/tern-sock-';
+
+/**
+ * The short socket folder of an instance folder whose own path is too long. Named after the
+ * instance folder, so a delete or a restart finds it even when Tern was killed before it could
+ * record it in the state file.
+ */
+export function shortSocketDir(dataDir: string): string {
+  return `${OWN_SOCKET_DIR_PREFIX}${createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 16)}`;
+}
+
+/**
+ * Removes the socket folder chooseSocketDir made for a server (earlier releases named it at
+ * random). The path comes from the instance's state file, so anything but such a folder (a
+ * caller's, or a tampered path) is left alone.
+ */
+export async function removeOwnSocketDir(state: Pick<ServerState, 'socketDir' | 'ownSocketDir'>): Promise<void> {
+  const dir = state.socketDir;
+  if (
+    state.ownSocketDir &&
+    dirname(dir) === dirname(OWN_SOCKET_DIR_PREFIX) &&
+    basename(dir).startsWith(basename(OWN_SOCKET_DIR_PREFIX))
+  ) {
+    await removeQuietly(dir);
+  }
 }
 
 export async function readState(dataDir: string): Promise<ServerState> {
@@ -105,7 +141,7 @@ export function serverHandle(layout: Layout, state: ServerState, pid: number, st
     async destroy() {
       await stop();
       await removeQuietly(layout.dataDir);
-      if (state.ownSocketDir) await removeQuietly(state.socketDir);
+      await removeOwnSocketDir(state);
     },
   };
 }

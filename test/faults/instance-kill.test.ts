@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { InstanceServers } from '../../src/instances/registry.ts';
 import { FsDriver } from '../../src/storage/drivers/fs.ts';
 import { ensureDatastorePackages, mariadbSql, pgQuery } from '../datastores/helpers.ts';
 import { type ServedRegion, serveRegion } from '../helpers/serve.ts';
@@ -182,7 +183,12 @@ for (const ds of DATASTORES) {
 
     after(async () => {
       await region?.stop();
-      // Database servers outlive Tern by design: stop the ones this test made.
+      // Database servers outlive Tern by design: stop the ones this test made, as Tern deletes an
+      // instance (which also removes the short socket folder a long path gave it under /tmp).
+      const instances = join(regionDir, 'instances');
+      for (const id of existsSync(instances) ? readdirSync(instances) : []) {
+        await new InstanceServers().destroy(id, join(instances, id));
+      }
       for (const pid of pidsMentioning(dir)) await killAndWait(pid, 'SIGTERM', 60_000);
       rmSync(dir, { recursive: true, force: true });
     });
