@@ -19,16 +19,9 @@ import {
   unexpected,
   unquote,
 } from './swift/http.ts';
-import { checkManifestPut, isPlainContainer, parseSloManifest, sloManifestBody } from './swift/manifest.ts';
-import {
-  encodePath,
-  guardedBody,
-  keyOfLocation,
-  listingInfo,
-  metadataHeaders,
-  objectInfo,
-  type SwiftListing,
-} from './swift/objects.ts';
+import { listContainer } from './swift/listing.ts';
+import { checkManifestPut, isPlainContainer, parseDloManifest, parseSloManifest, sloManifestBody } from './swift/manifest.ts';
+import { encodePath, guardedBody, keyOfLocation, listingInfo, metadataHeaders, objectInfo } from './swift/objects.ts';
 
 // OpenStack Swift driver on undici. Objects live at <storageUrl>/<container>/<key>. A PUT is
 // streamed straight to the object: Swift only makes an object visible once every byte arrived and
@@ -48,8 +41,6 @@ export interface SwiftDriverConfig extends SwiftClientOptions {
 }
 
 const MD5_HEX = /^[0-9a-f]{32}$/;
-const PAGE = 1000;
-const MAX_LISTING_BODY = 16 * 1024 * 1024;
 const MAX_MANIFEST_BODY = 16 * 1024 * 1024;
 const DEFAULT_LIMITS = { maxSegmentSize: 5 * 1024 ** 3, maxManifestSegments: 1000 };
 
@@ -273,26 +264,9 @@ export class SwiftDriver implements StorageDriver {
   async *list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo> {
     if (prefix !== '') assertSafeKey(prefix);
     await this.ready(signal);
-    for await (const entry of this.listIn(this.container, prefix, `list ${this.endpoint}${encodePath(prefix)}`, signal)) {
+    const what = `list ${this.endpoint}${encodePath(prefix)}`;
+    for await (const entry of listContainer(this.client, this.container, prefix, what, signal)) {
       yield listingInfo(entry);
-    }
-  }
-
-  /** The container's listing entries whose names start with prefix, in name order, page by page. */
-  private async *listIn(container: string, prefix: string, what: string, signal?: AbortSignal): AsyncIterable<SwiftListing> {
-    let marker = '';
-    for (;;) {
-      const query = `?format=json&limit=${PAGE}&prefix=${encodeURIComponent(prefix)}&marker=${encodeURIComponent(marker)}`;
-      const path = `/${encodeURIComponent(container)}${query}`;
-      const res = await this.client.send({ what, method: 'GET', path, replayable: true, signal });
-      if (res.statusCode === 404) return drain(res);
-      if (res.statusCode === 204) return drain(res);
-      if (res.statusCode !== 200) throw await unexpected(res, what);
-      const page = (await readJson(res, MAX_LISTING_BODY, what)) as SwiftListing[];
-      if (!Array.isArray(page)) throw new StorageUnavailable(`${what}: listing is not a JSON array`);
-      yield* page;
-      if (page.length < PAGE) return;
-      marker = page[page.length - 1].name;
     }
   }
 
@@ -317,8 +291,8 @@ export class SwiftDriver implements StorageDriver {
     }
     if (res.statusCode !== 200) throw await unexpected(res, what);
     if (header(res, 'x-static-large-object')?.toLowerCase() !== 'true') {
-      // Replaced by a plain object since the HEAD.
-      // A plain object answers with its bytes: do not read them (nor hear of their abort).
+      // Replaced by a plain object since the HEAD, which answers with its bytes: do not read them
+      // (nor hear of their abort).
       res.body.on('error', () => {});
       res.body.destroy();
       const dlo = header(res, 'x-object-manifest');
@@ -333,21 +307,9 @@ export class SwiftDriver implements StorageDriver {
    * the listing shows them now. Its ETag is the MD5 of their ETags, as for an SLO.
    */
   private async dloSegments(manifest: string, what: string, signal?: AbortSignal): Promise<SegmentInfo[]> {
-    const slash = manifest.indexOf('/');
-    let container: string;
-    let prefix: string;
-    try {
-      container = decodeURIComponent(manifest.slice(0, slash));
-      prefix = decodeURIComponent(manifest.slice(slash + 1));
-    } catch {
-      throw new BadRequest(`${what}: X-Object-Manifest ${JSON.stringify(manifest.slice(0, 200))} is not valid`);
-    }
-    if (slash < 1 || !isPlainContainer(container) || prefix === '') {
-      throw new BadRequest(`${what}: X-Object-Manifest ${JSON.stringify(manifest.slice(0, 200))} is not "<container>/<prefix>"`);
-    }
-    assertSafeKey(prefix);
+    const { container, prefix } = parseDloManifest(manifest, what);
     const segments: SegmentInfo[] = [];
-    for await (const entry of this.listIn(container, prefix, `${what} (dynamic manifest ${manifest})`, signal)) {
+    for await (const entry of listContainer(this.client, container, prefix, `${what} (dynamic manifest ${manifest})`, signal)) {
       assertSafeKey(entry.name);
       segments.push({
         key: entry.name,

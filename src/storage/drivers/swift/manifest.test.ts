@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BadRequest, InvalidKey } from '../../../errors.ts';
-import { parseSloManifest, sloManifestBody } from './manifest.ts';
+import { parseDloManifest, parseSloManifest, sloManifestBody } from './manifest.ts';
 
 const H = 'd41d8cd98f00b204e9800998ecf8427e';
 
@@ -54,5 +54,22 @@ describe('SLO manifests', () => {
     ]);
     assert.throws(() => sloManifestBody([{ key: 'x', size: 1, etag: H, container: '..' }], 'c', 'm'), BadRequest);
     assert.throws(() => sloManifestBody([{ key: 'x', size: 1, etag: 'zz' }], 'c', 'm'), BadRequest);
+  });
+});
+
+describe('DLO manifests', () => {
+  it('splits X-Object-Manifest into a container and a prefix, percent-decoded', () => {
+    assert.deepEqual(parseDloManifest('db_segments/a.enc/1700000000.0/42/', 'm'), {
+      container: 'db_segments',
+      prefix: 'a.enc/1700000000.0/42/',
+    });
+    assert.deepEqual(parseDloManifest('my%20segments/b%2Bc', 'm'), { container: 'my segments', prefix: 'b+c' });
+  });
+
+  it('refuses a manifest without a plain container and a prefix, bad escapes and unsafe prefixes', () => {
+    for (const bad of ['', 'noslash', '/prefix', 'c/', '%ZZ/p', '../p', 'c%2Fd/p']) {
+      assert.throws(() => parseDloManifest(bad, 'm'), BadRequest, bad);
+    }
+    assert.throws(() => parseDloManifest('c/../etc', 'm'), InvalidKey);
   });
 });

@@ -35,6 +35,28 @@ export function isPlainContainer(name: unknown): name is string {
 }
 
 /**
+ * The container and name prefix of a Dynamic Large Object's X-Object-Manifest
+ * ("<container>/<prefix>", percent-encoded), refused unless both are plain.
+ */
+export function parseDloManifest(manifest: string, what: string): { container: string; prefix: string } {
+  const slash = manifest.indexOf('/');
+  const shown = JSON.stringify(manifest.slice(0, 200));
+  let container: string;
+  let prefix: string;
+  try {
+    container = decodeURIComponent(manifest.slice(0, slash));
+    prefix = decodeURIComponent(manifest.slice(slash + 1));
+  } catch {
+    throw new BadRequest(`${what}: X-Object-Manifest ${shown} is not valid`);
+  }
+  if (slash < 1 || !isPlainContainer(container) || prefix === '') {
+    throw new BadRequest(`${what}: X-Object-Manifest ${shown} is not "<container>/<prefix>"`);
+  }
+  assertSafeKey(prefix);
+  return { container, prefix };
+}
+
+/**
  * The segments of a manifest read with ?multipart-manifest=get. Segments in `container` (the
  * manifest's own) carry no container, so callers see them as the driver's own objects.
  */
