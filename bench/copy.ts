@@ -17,7 +17,8 @@
 //
 // Run: node_modules/.bin/node bench/copy.ts
 //   env BENCH_SIZES=1024,4096 (MiB)  BENCH_PARALLELISM=4 (config copy.parallelism default)
-//       BENCH_TERN_RUNS=3 (Tern copies per size; its row is the run of median time)
+//       BENCH_RUNS=3 (rounds per size: Tern, rclone and curl in turn; each row is the contender's
+//       run of median time)
 // Needs scripts/swift-regions.sh start; installs rclone from Debian when missing. Everything written
 // (source and target containers, the SQLite files) is removed at the end.
 
@@ -50,9 +51,11 @@ const SOURCE = 'tern-bench-copy-src';
 const TARGET = 'tern-bench-copy';
 const SEGMENT = 64 * MiB;
 const PARALLELISM = Number(process.env.BENCH_PARALLELISM ?? 4);
-// Tern's peak RSS varies by up to 20 MiB from run to run (when V8 collects the chunks it has read), so
-// one run per size cannot tell whether it grows with the size.
-const TERN_RUNS = Math.max(1, Number(process.env.BENCH_TERN_RUNS ?? 3));
+// Every contender's time varies from run to run (rclone's by up to 30% on a 2-core machine), and
+// Tern's peak RSS by up to 20 MiB (when V8 collects the chunks it has read): one run each cannot
+// give a ratio, or tell whether RSS grows with the size. Rounds run the contenders in turn, so a
+// slow spell of the machine falls on all of them.
+const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 
 function swift(region: 1 | 2, container: string): SwiftDriver {
   const authUrl = `http://127.0.0.1:${8080 + region}/auth/v1.0`;
@@ -276,30 +279,32 @@ async function main(): Promise<void> {
       const backup = await seed(source, sizeMiB);
       const location = source.locationOf(backup.key);
       log(`seeded ${sizeMiB} MiB in ${backup.segments.length} segments: ${location}`);
-      const results: Result[] = [];
-      const runs: Awaited<ReturnType<typeof tern>>[] = [];
-      for (let run = 0; run < TERN_RUNS; run++) {
-        const t = await withServersCpu(() => tern(dir, location));
-        if (t.checksum !== backup.etag) throw new Error(`Tern copy checksum ${t.checksum} != source ${backup.etag}`);
-        runs.push(t);
-      }
-      const t = medianRun(runs);
-      results.push(t);
-      log(`${sizeMiB} MiB tern ${fmt(mbps(sizeMiB * MiB, t.seconds))} MB/s, ${fmt(t.peakRssMiB)} MiB`);
-      const r = await withServersCpu(() => rclone(backup.key));
-      results.push(r);
-      log(`${sizeMiB} MiB rclone ${fmt(mbps(sizeMiB * MiB, r.seconds))} MB/s, ${fmt(r.peakRssMiB)} MiB`);
       // One curl PUT is one object, and Swift refuses one above max_file_size (413).
-      if (sizeMiB * MiB <= maxFileSize) {
-        const c = await withServersCpu(() => curlStream(backup.key));
-        results.push(c);
-        log(`${sizeMiB} MiB curl ${fmt(mbps(sizeMiB * MiB, c.seconds))} MB/s`);
-      } else {
+      const withCurl = sizeMiB * MiB <= maxFileSize;
+      if (!withCurl) {
         lines.push(
           `${sizeMiB} MiB: no curl | curl run, the object would exceed region2's max_file_size (${fmt(maxFileSize / MiB)} MiB)`,
         );
       }
-      table.push({ sizeMiB, results, ternProcess: t.process, ternRssMiB: runs.map((r) => r.peakRssMiB) });
+      const ternRuns: Awaited<ReturnType<typeof tern>>[] = [];
+      const rcloneRuns: Result[] = [];
+      const curlRuns: Result[] = [];
+      const rate = (r: Result) => `${fmt(mbps(sizeMiB * MiB, r.seconds))} MB/s`;
+      for (let round = 1; round <= RUNS; round++) {
+        const t = await withServersCpu(() => tern(dir, location));
+        if (t.checksum !== backup.etag) throw new Error(`Tern copy checksum ${t.checksum} != source ${backup.etag}`);
+        ternRuns.push(t);
+        const r = await withServersCpu(() => rclone(backup.key));
+        rcloneRuns.push(r);
+        const c = withCurl ? await withServersCpu(() => curlStream(backup.key)) : undefined;
+        if (c) curlRuns.push(c);
+        log(
+          `${sizeMiB} MiB round ${round}: tern ${rate(t)} (${fmt(t.peakRssMiB)} MiB), rclone ${rate(r)}${c ? `, curl ${rate(c)}` : ''}`,
+        );
+      }
+      const t = medianRun(ternRuns);
+      const results = [t, medianRun(rcloneRuns), ...(withCurl ? [medianRun(curlRuns)] : [])];
+      table.push({ sizeMiB, results, ternProcess: t.process, ternRssMiB: ternRuns.map((r) => r.peakRssMiB) });
       if (sizeMiB === sizes[0]) lines.push(await resume(dir, location, backup.segments.length));
       await source.delete(backup.key);
     }
@@ -331,7 +336,7 @@ async function main(): Promise<void> {
   }
   for (const { sizeMiB, results } of table) console.log(cpuBound(sizeMiB, results));
   const rss = table.map(({ sizeMiB, ternRssMiB }) => `${sizeMiB} MiB ${spread(ternRssMiB)} MiB`);
-  console.log(`Tern peak RSS over ${TERN_RUNS} runs, min-max (median): ${rss.join(', ')}`);
+  console.log(`Tern peak RSS over ${RUNS} runs, min-max (median): ${rss.join(', ')}`);
   for (const l of lines) console.log(l);
 }
 
@@ -339,13 +344,11 @@ async function main(): Promise<void> {
 function medianRun<R extends Result>(runs: R[]): R {
   const median = middle([...runs].sort((a, b) => a.seconds - b.seconds));
   if (runs.length === 1) return median;
-  return {
-    ...median,
-    note: `${median.note}; median of ${runs.length} runs, ${spread(
-      runs.map((r) => r.seconds),
-      1,
-    )} s`,
-  };
+  const times = `median of ${runs.length} runs, ${spread(
+    runs.map((r) => r.seconds),
+    1,
+  )} s`;
+  return { ...median, note: median.note ? `${median.note}; ${times}` : times };
 }
 
 /** "min-max (median)" of a few figures. */
