@@ -16,7 +16,7 @@ import { BadRequest, Conflict } from '../errors.ts';
 import { isRunning } from './process.ts';
 import { adopt, freePort, type ManagedServer, startMariadb, startPostgres } from './provisioner.ts';
 import { InstanceServers } from './registry.ts';
-import { removeOwnSocketDir, shortSocketDir } from './server.ts';
+import { removeShortSocketDir, shortSocketDir } from './server.ts';
 
 // The local provisioner on real mariadbd and postgres processes.
 
@@ -169,13 +169,15 @@ describe('local provisioner', { timeout: 300_000 }, () => {
   it('removes only socket folders it made under /tmp, whatever the state file says', async () => {
     const foreign = join(dir, 'tern-sock-not-ours');
     mkdirSync(foreign);
-    await removeOwnSocketDir({ socketDir: foreign, ownSocketDir: true });
-    await removeOwnSocketDir({ socketDir: '/tmp/tern-sock-x/../..', ownSocketDir: true });
+    const instance = join(dir, 'guarded-instance');
+    await removeShortSocketDir(instance, { socketDir: foreign, ownSocketDir: true });
+    await removeShortSocketDir(instance, { socketDir: '/tmp/tern-sock-x/../..', ownSocketDir: true });
     assert.ok(existsSync(foreign));
+    // A random name, as earlier releases recorded it.
     const made = mkdtempSync('/tmp/tern-sock-');
-    await removeOwnSocketDir({ socketDir: made, ownSocketDir: false });
+    await removeShortSocketDir(instance, { socketDir: made, ownSocketDir: false });
     assert.ok(existsSync(made), "a folder the caller chose is the caller's");
-    await removeOwnSocketDir({ socketDir: made, ownSocketDir: true });
+    await removeShortSocketDir(instance, { socketDir: made, ownSocketDir: true });
     assert.ok(!existsSync(made));
   });
 

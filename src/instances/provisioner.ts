@@ -8,7 +8,7 @@ import {
   type ManagedServer,
   PortInUse,
   readState,
-  removeOwnSocketDir,
+  removeShortSocketDir,
   type ServerState,
   serverHandle,
 } from './server.ts';
@@ -43,6 +43,7 @@ export async function adopt(dataDir: string, options: { signal?: AbortSignal } =
       return serverHandle(layout, state, pid, 'SIGTERM');
     }
     return startAgain(
+      dataDir,
       state,
       () => runMariadb(dataDir, { ...restart, port: state.port }),
       () => runMariadb(dataDir, restart),
@@ -54,6 +55,7 @@ export async function adopt(dataDir: string, options: { signal?: AbortSignal } =
     return serverHandle(layout, state, pid, 'SIGINT');
   }
   return startAgain(
+    dataDir,
     state,
     () => runPostgres(dataDir, { ...restart, port: state.port }),
     () => runPostgres(dataDir, restart),
@@ -81,11 +83,12 @@ export async function runningServer(dataDir: string): Promise<ManagedServer | nu
  * folder the server had under /tmp goes first: the new server makes its own.
  */
 async function startAgain(
+  dataDir: string,
   state: ServerState,
   samePort: () => Promise<ManagedServer>,
   newPort: () => Promise<ManagedServer>,
 ): Promise<ManagedServer> {
-  await removeOwnSocketDir(state);
+  await removeShortSocketDir(dataDir, state);
   try {
     return await samePort();
   } catch (err) {

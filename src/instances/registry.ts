@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { processesUsing, removeQuietly, terminate } from './process.ts';
 import { adopt, type ManagedServer, runningServer } from './provisioner.ts';
-import { readState, removeOwnSocketDir, shortSocketDir } from './server.ts';
+import { readState, removeShortSocketDir } from './server.ts';
 
 // Handles on the servers this Tern process started or re-adopted, by instance id. The servers
 // themselves outlive Tern; after a restart, adopt() finds them again through their folders.
@@ -33,7 +33,7 @@ export class InstanceServers {
     let server = this.#servers.get(id) ?? null;
     this.#servers.delete(id);
     // Read before the folder goes: a server that is not running (killed) has no handle to remove
-    // the socket folder it had under /tmp.
+    // a socket folder an earlier release recorded there.
     const state = await readState(dataDir).catch(() => null);
     if (!server && existsSync(dataDir)) server = await runningServer(dataDir).catch(() => null);
     if (server) await server.destroy();
@@ -41,9 +41,8 @@ export class InstanceServers {
     // go on writing into the folder the next attempt makes.
     for (const pid of processesUsing(dataDir)) await terminate(pid, 'SIGKILL', 10_000);
     await removeQuietly(dataDir);
-    if (state) await removeOwnSocketDir(state);
-    // Also when a killed Tern made it but never recorded it.
-    await removeQuietly(shortSocketDir(dataDir));
+    // Also when no server runs, or a killed Tern made the folder but never recorded it.
+    await removeShortSocketDir(dataDir, state);
   }
 
   /** Every handle, e.g. for tests that must stop what they started. */

@@ -94,18 +94,22 @@ export function shortSocketDir(dataDir: string): string {
 }
 
 /**
- * Removes the socket folder chooseSocketDir made for a server (earlier releases named it at
- * random). The path comes from the instance's state file, so anything but such a folder (a
- * caller's, or a tampered path) is left alone.
+ * Removes the short socket folder of an instance folder: the one named after it, and the one an
+ * earlier release named at random and recorded in the state file. That path comes from a file, so
+ * it goes only if it is such a folder, never a caller's or a tampered path.
  */
-export async function removeOwnSocketDir(state: Pick<ServerState, 'socketDir' | 'ownSocketDir'>): Promise<void> {
-  const dir = state.socketDir;
+export async function removeShortSocketDir(
+  dataDir: string,
+  state: Pick<ServerState, 'socketDir' | 'ownSocketDir'> | null,
+): Promise<void> {
+  await removeQuietly(shortSocketDir(dataDir));
+  const recorded = state?.ownSocketDir ? state.socketDir : null;
   if (
-    state.ownSocketDir &&
-    dirname(dir) === dirname(OWN_SOCKET_DIR_PREFIX) &&
-    basename(dir).startsWith(basename(OWN_SOCKET_DIR_PREFIX))
+    recorded &&
+    dirname(recorded) === dirname(OWN_SOCKET_DIR_PREFIX) &&
+    basename(recorded).startsWith(basename(OWN_SOCKET_DIR_PREFIX))
   ) {
-    await removeQuietly(dir);
+    await removeQuietly(recorded);
   }
 }
 
@@ -141,7 +145,7 @@ export function serverHandle(layout: Layout, state: ServerState, pid: number, st
     async destroy() {
       await stop();
       await removeQuietly(layout.dataDir);
-      await removeOwnSocketDir(state);
+      await removeShortSocketDir(layout.dataDir, state);
     },
   };
 }
