@@ -111,12 +111,13 @@ export class FsDriver implements StorageDriver {
     if (!file) throw new ObjectNotFound(`${what}: not found`);
     const { handle, stat } = file;
     try {
-      // Checked on the open file, which a later replacement (a rename) does not change.
+      const sidecar = await this.sidecar(key, stat);
+      // Checked on the open file, which a later replacement (a rename) does not change; without a
+      // sidecar the etag is the MD5 of its bytes.
       if (ifMatch !== undefined) {
-        const { etag } = await this.describe(key, handle, stat, signal);
+        const etag = sidecar?.etag ?? (await this.describe(key, handle, stat, signal)).etag;
         if (etag !== ifMatch) throw new IntegrityError(`${what}: the object changed, its etag is no longer ${ifMatch}`);
       }
-      const sidecar = await this.sidecar(key, stat);
       const span = byteSpan(range, sidecar?.size ?? stat.size, what);
       if (sidecar?.segmented) {
         const segments = await readManifest(handle, what);

@@ -101,8 +101,8 @@ export class S3Driver extends S3Connection implements StorageDriver {
     }
     // A Range would apply to a manifest's JSON, and our etag is not always S3's, so ranged and
     // conditional reads look at the object first; S3 then checks that the GET finds the same one.
-    const looked = range || ifMatch !== undefined ? await this.headWithEtag(key, signal) : null;
-    if ((range || ifMatch !== undefined) && !looked) throw new ObjectNotFound(`${what}: not found`);
+    const looked = range || ifMatch !== undefined ? await this.headWithEtag(key, signal) : undefined;
+    if (looked === null) throw new ObjectNotFound(`${what}: not found`);
     if (ifMatch !== undefined && looked?.info.etag !== ifMatch) {
       throw new IntegrityError(`${what}: the object changed, its etag is no longer ${ifMatch}`);
     }

@@ -276,27 +276,33 @@ export class SwiftDriver implements StorageDriver {
     // A GET of a plain object would start sending its bytes, and for one no bigger than the
     // servers' disk reads make Swift read it to the end (and quarantine it if it has rotted):
     // the manifest's own headers say first what it is.
-    const head = await this.client.send({ what, method: 'HEAD', path, replayable: true, signal });
-    await drain(head);
-    if (head.statusCode === 404) throw new ObjectNotFound(`${what}: not found`);
-    if (head.statusCode !== 200) throw await unexpected(head, what);
-    if (header(head, 'x-static-large-object')?.toLowerCase() !== 'true') {
-      const dlo = header(head, 'x-object-manifest');
-      return dlo === undefined ? null : this.dloSegments(dlo, what, signal);
-    }
-    const res = await this.client.send({ what, method: 'GET', path, replayable: true, signal });
-    if (res.statusCode === 404) {
-      await drain(res);
-      throw new ObjectNotFound(`${what}: not found`);
-    }
-    if (res.statusCode !== 200) throw await unexpected(res, what);
-    if (header(res, 'x-static-large-object')?.toLowerCase() !== 'true') {
-      // Replaced by a plain object since the HEAD, which answers with its bytes: do not read them
-      // (nor hear of their abort).
-      res.body.on('error', () => {});
-      res.body.destroy();
+    const send = async (method: 'HEAD' | 'GET') => {
+      const res = await this.client.send({ what, method, path, replayable: true, signal });
+      if (res.statusCode === 404) {
+        await drain(res);
+        throw new ObjectNotFound(`${what}: not found`);
+      }
+      if (res.statusCode !== 200) throw await unexpected(res, what);
+      return res;
+    };
+    // Not an SLO: a plain object has no segments, a DLO names where its segments are listed.
+    const unlessSlo = (res: Response) => {
+      if (header(res, 'x-static-large-object')?.toLowerCase() === 'true') return undefined;
       const dlo = header(res, 'x-object-manifest');
       return dlo === undefined ? null : this.dloSegments(dlo, what, signal);
+    };
+    const head = await send('HEAD');
+    await drain(head);
+    const notSlo = unlessSlo(head);
+    if (notSlo !== undefined) return notSlo;
+    const res = await send('GET');
+    const replaced = unlessSlo(res);
+    if (replaced !== undefined) {
+      // A plain object put there since the HEAD answers with its bytes: do not read them (nor
+      // hear of their abort).
+      res.body.on('error', () => {});
+      res.body.destroy();
+      return replaced;
     }
     return parseSloManifest(await readJson(res, MAX_MANIFEST_BODY, what), this.container, what);
   }
