@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BadRequest,
   IntegrityError,
@@ -13,6 +15,7 @@ import {
 import { SwiftDriver, type SwiftDriverConfig } from '../../src/storage/drivers/swift.ts';
 import { segmentKey } from '../../src/storage/keys.ts';
 import { manifestEtag } from '../../src/streams/swift-etag.ts';
+import { swiftObjectFile } from '../faults/helpers.ts';
 import {
   ensureKeystone,
   ensureSwiftRegions,
@@ -261,6 +264,24 @@ describe('SwiftDriver on real Swift', () => {
       parts.map((p, i) => ({ key: `old.xbstream.gz.enc_${String(i + 1).padStart(8, '0')}`, size: p.length, etag: md5(p) })),
     );
     assert.ok((await readAll(driver, 'old.xbstream.gz.enc')).equals(Buffer.concat(parts)));
+  });
+
+  it('learns that an object is plain without reading it: a rotted one is not quarantined by segments()', async () => {
+    const name = newContainer();
+    const driver = driverFor(swiftConfig(1, name));
+    await driver.put('plain.xbstream.gz.enc', Readable.from([randomBytes(64 * 1024)]));
+    // Swift checks an object's MD5 whenever a read goes from its first byte to its last, and
+    // quarantines it (404 from then on) on a mismatch; a small object is read whole at once.
+    const file = swiftObjectFile(1, name, 'plain.xbstream.gz.enc');
+    const onDisk = readFileSync(file);
+    onDisk[onDisk.length / 2] ^= 0xff;
+    writeFileSync(file, onDisk);
+    assert.equal(await driver.segments('plain.xbstream.gz.enc'), null);
+    // A quarantine follows the read within milliseconds; the object must still be there after.
+    for (let i = 0; i < 10; i++) {
+      await sleep(100);
+      assert.ok(await driver.head('plain.xbstream.gz.enc'), `still there after ${(i + 1) * 100} ms`);
+    }
   });
 
   it('reports a failing source stream as its own error and stores nothing', async () => {
