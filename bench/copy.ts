@@ -176,6 +176,8 @@ async function tern(dir: string, location: string): Promise<Result & { checksum:
   };
 }
 
+type TernRun = Awaited<ReturnType<typeof tern>>;
+
 function targetKeyOf(backupId: string, location: string): string {
   const suffix = location.slice(location.lastIndexOf('/') + 1).replace(/^[^.]*/, '');
   return `${backupId}${suffix}`;
@@ -273,7 +275,7 @@ async function main(): Promise<void> {
   const maxFileSize = await maxObjectSize(2);
   const source = swift(1, SOURCE);
   const lines: string[] = [];
-  const table: { sizeMiB: number; results: Result[]; ternProcess: Measured; ternRssMiB: number[] }[] = [];
+  const table: { sizeMiB: number; results: [TernRun, ...Result[]]; ternRssMiB: number[] }[] = [];
   try {
     for (const sizeMiB of sizes) {
       const backup = await seed(source, sizeMiB);
@@ -286,7 +288,7 @@ async function main(): Promise<void> {
           `${sizeMiB} MiB: no curl | curl run, the object would exceed region2's max_file_size (${fmt(maxFileSize / MiB)} MiB)`,
         );
       }
-      const ternRuns: Awaited<ReturnType<typeof tern>>[] = [];
+      const ternRuns: TernRun[] = [];
       const rcloneRuns: Result[] = [];
       const curlRuns: Result[] = [];
       const rate = (r: Result) => `${fmt(mbps(sizeMiB * MiB, r.seconds))} MB/s`;
@@ -302,9 +304,12 @@ async function main(): Promise<void> {
           `${sizeMiB} MiB round ${round}: tern ${rate(t)} (${fmt(t.peakRssMiB)} MiB), rclone ${rate(r)}${c ? `, curl ${rate(c)}` : ''}`,
         );
       }
-      const t = medianRun(ternRuns);
-      const results = [t, medianRun(rcloneRuns), ...(withCurl ? [medianRun(curlRuns)] : [])];
-      table.push({ sizeMiB, results, ternProcess: t.process, ternRssMiB: ternRuns.map((r) => r.peakRssMiB) });
+      const results: [TernRun, ...Result[]] = [
+        medianRun(ternRuns),
+        medianRun(rcloneRuns),
+        ...(withCurl ? [medianRun(curlRuns)] : []),
+      ];
+      table.push({ sizeMiB, results, ternRssMiB: ternRuns.map((r) => r.peakRssMiB) });
       if (sizeMiB === sizes[0]) lines.push(await resume(dir, location, backup.segments.length));
       await source.delete(backup.key);
     }
@@ -328,7 +333,8 @@ async function main(): Promise<void> {
       );
     }
   }
-  for (const { sizeMiB, results, ternProcess } of table) {
+  for (const { sizeMiB, results } of table) {
+    const ternProcess = results[0].process;
     console.log(
       `${sizeMiB} MiB Tern's whole process (Node's start, module loading and the SQLite migration too): ` +
         `${fmt(ternProcess.seconds, 1)} s, ${fmt(results[1].seconds / ternProcess.seconds, 2)}x rclone's throughput`,
